@@ -1,0 +1,222 @@
+#include "api/api.h"
+
+#include <fmt/format.h>
+
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+
+#include "api/instance_json.h"
+#include "api/metrics.h"
+#include "api/wire/wire.h"
+#include "base/strings.h"
+
+namespace hv::api {
+
+namespace http = boost::beast::http;
+namespace json = boost::json;
+using supervisor::InstanceStatus;
+
+// One request in flight: its parsed target and the way to answer.
+struct Api::Call {
+  const Request& req;
+  Respond respond;
+  std::vector<std::string> segments;
+  std::map<std::string, std::string> query;
+
+  void send(int status, std::string body, std::string_view type = "application/json") {
+    Response res{static_cast<http::status>(status), req.version()};
+    res.set(http::field::server, "hostvisor");
+    res.set(http::field::content_type, type);
+    res.set(http::field::cache_control, "no-store");
+    res.keep_alive(req.keep_alive());
+    res.body() = std::move(body);
+    res.prepare_payload();
+    respond(std::move(res));
+  }
+  void sendJson(int status, const json::value& v) { send(status, json::serialize(v) + "\n"); }
+  void sendError(const Error& e) {
+    send(wire::httpStatusOf(e.code), wire::errorBody(errcName(e.code), e.message) + "\n");
+  }
+  void sendError(int status, std::string_view code, std::string_view message) {
+    send(status, wire::errorBody(code, message) + "\n");
+  }
+  bool flag(const std::string& key) const {
+    auto it = query.find(key);
+    return it != query.end() && (it->second == "1" || it->second == "true" || it->second.empty());
+  }
+};
+
+Response Api::errorResponse(unsigned version, int status, std::string_view code,
+                            std::string_view message) {
+  Response res{static_cast<http::status>(status), version};
+  res.set(http::field::server, "hostvisor");
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(false);
+  res.body() = wire::errorBody(code, message) + "\n";
+  res.prepare_payload();
+  return res;
+}
+
+void Api::handle(const Request& req, const Peer& peer, Respond respond) {
+  Call call{req, std::move(respond), {}, {}};
+  auto url = boost::urls::parse_origin_form(req.target());
+  if (!url) return call.sendError(400, "invalid_argument", "the request target is not a valid path");
+  for (auto seg : url->segments()) call.segments.push_back(seg);
+  for (auto param : url->params()) call.query[param.key] = param.has_value ? param.value : "";
+  const auto& seg = call.segments;
+
+  if (seg == std::vector<std::string>{"healthz"}) {
+    if (req.method() != http::verb::get && req.method() != http::verb::head)
+      return call.sendError(405, "method_not_allowed", "use GET /healthz");
+    return call.send(200, "ok\n", "text/plain");
+  }
+  const bool isMetrics = seg == std::vector<std::string>{"metrics"};
+  if (!isMetrics && (seg.size() < 2 || seg[0] != "api" || seg[1] != "v1"))
+    return call.sendError(404, "not_found", fmt::format("no such endpoint: {}", req.target()));
+
+  Peer who = peer;
+  who.authorization = std::string(req[http::field::authorization]);
+  auto accounts = db_.listAccounts();
+  if (!accounts) return call.sendError(accounts.error());
+  auto caller = auth_.identify(who, *accounts);
+  if (!caller) return call.sendError(caller.error());
+  if (isMetrics) {
+    if (!caller->admin) return call.sendError(403, "forbidden", "/metrics is for the admin");
+    return metrics(call);
+  }
+  handleApi(call, *caller);
+}
+
+void Api::handleApi(Call& call, const Caller& caller) {
+  const auto& seg = call.segments;
+  const auto method = call.req.method();
+  if (seg.size() == 3 && seg[2] == "instances") {
+    if (method == http::verb::get) return listInstances(call, caller);
+    if (method == http::verb::post) return createInstance(call, caller);
+    return call.sendError(405, "method_not_allowed", "use GET or POST on /api/v1/instances");
+  }
+  if (seg.size() >= 4 && seg.size() <= 5 && seg[2] == "instances")
+    return handleInstance(call, caller, seg[3], seg.size() == 5 ? seg[4] : "");
+  if (seg.size() == 3 && seg[2] == "accounts") return accounts(call, caller);
+  if (seg.size() == 3 && seg[2] == "shutdown") {
+    if (method != http::verb::post) return call.sendError(405, "method_not_allowed", "use POST");
+    if (!caller.admin) return call.sendError(403, "forbidden", "only the admin may stop the daemon");
+    call.sendJson(202, json::object{{"shutting_down", true}});
+    return hooks_.shutdown(call.flag("stop_instances"));
+  }
+  call.sendError(404, "not_found", fmt::format("no such endpoint: {}", call.req.target()));
+}
+
+void Api::listInstances(Call& call, const Caller& caller) {
+  json::array out;
+  for (const InstanceStatus& s : supervisor_.list()) {
+    if (caller.owns(s.spec.account)) out.push_back(instanceToJson(s));
+  }
+  call.sendJson(200, out);
+}
+
+void Api::createInstance(Call& call, const Caller& caller) {
+  boost::system::error_code ec;
+  json::value body = json::parse(call.req.body(), ec);
+  if (ec) return call.sendError(400, "invalid_argument", "the body is not valid JSON: " + ec.message());
+  if (!body.is_object()) return call.sendError(400, "invalid_argument", "the body must be a JSON object");
+  store::InstanceRecord spec;
+  spec.account = caller.account;
+  bool start = true;
+  if (auto s = applyInstanceFields(body.as_object(), BodyMode::kCreate, spec, &start); !s)
+    return call.sendError(s.error());
+  if (spec.account.empty())
+    return call.sendError(400, "invalid_argument", "field 'account' is required: there is no default account");
+  if (!caller.owns(spec.account))
+    return call.sendError(403, "forbidden", "you may create instances only in your own account");
+  auto created = supervisor_.create(std::move(spec), start);
+  if (!created || !start || !call.flag("wait")) return answerInstance(call, created, 201);
+  supervisor_.whenSettled(created->spec.name, std::chrono::seconds(30),
+                          [call](Result<InstanceStatus> r) mutable {
+                            if (!r) return call.sendError(r.error());
+                            call.sendJson(201, instanceToJson(*r));
+                          });
+}
+
+void Api::handleInstance(Call& call, const Caller& caller, const std::string& name,
+                         const std::string& action) {
+  auto found = supervisor_.get(name);
+  if (!found || !caller.owns(found->spec.account))
+    return call.sendError(404, "not_found", fmt::format("no instance named '{}'", name));
+  const auto method = call.req.method();
+  if (action == "logs") {
+    if (method != http::verb::get) return call.sendError(405, "method_not_allowed", "use GET");
+    long long n = 100;
+    if (auto it = call.query.find("n"); it != call.query.end() && !parseInt(it->second, 0, 1'000'000, &n))
+      return call.sendError(400, "invalid_argument", "n must be a whole number from 0 to 1000000");
+    auto text = supervisor_.logs().tail(name, static_cast<int>(n));
+    if (!text) return call.sendError(text.error());
+    return call.send(200, std::move(*text), "text/plain; charset=utf-8");
+  }
+  if (!action.empty()) {
+    if (method != http::verb::post) return call.sendError(405, "method_not_allowed", "use POST");
+    const bool wait = call.flag("wait");
+    auto done = [this, call, name, wait](Result<InstanceStatus> r) mutable {
+      if (wait && r) return answerSettled(call, name, std::move(r));
+      answerInstance(call, r);
+    };
+    if (action == "start") return done(supervisor_.start(name));
+    if (action == "stop") return supervisor_.stop(name, [this, call](Result<InstanceStatus> r) mutable {
+      answerInstance(call, r);
+    });
+    if (action == "restart") return supervisor_.restart(name, std::move(done));
+    return call.sendError(404, "not_found", fmt::format("no action '{}': use start, stop, restart or logs", action));
+  }
+  if (method == http::verb::get) return answerInstance(call, found);
+  if (method == http::verb::patch) return patchInstance(call, name);
+  if (method == http::verb::delete_)
+    return supervisor_.remove(name, [call, name](Status s) mutable {
+      if (!s) return call.sendError(s.error());
+      call.sendJson(200, json::object{{"name", name}, {"deleted", true}});
+    });
+  call.sendError(405, "method_not_allowed", "use GET, PATCH or DELETE");
+}
+
+void Api::patchInstance(Call& call, const std::string& name) {
+  boost::system::error_code ec;
+  json::value body = json::parse(call.req.body(), ec);
+  if (ec) return call.sendError(400, "invalid_argument", "the body is not valid JSON: " + ec.message());
+  if (!body.is_object()) return call.sendError(400, "invalid_argument", "the body must be a JSON object");
+  answerInstance(call, supervisor_.update(name, [&](store::InstanceRecord& spec) {
+    return applyInstanceFields(body.as_object(), BodyMode::kPatch, spec, nullptr);
+  }));
+}
+
+void Api::answerInstance(Call& call, const Result<InstanceStatus>& r, int status) {
+  if (!r) return call.sendError(r.error());
+  call.sendJson(status, instanceToJson(*r));
+}
+
+void Api::answerSettled(Call& call, const std::string& name, Result<InstanceStatus> r) {
+  if (r->state != supervisor::State::kStarting) return answerInstance(call, r);
+  supervisor_.whenSettled(name, std::chrono::seconds(30), [this, call](Result<InstanceStatus> s) mutable {
+    answerInstance(call, s);
+  });
+}
+
+void Api::metrics(Call& call) {
+  call.send(200, renderMetrics(supervisor_.list()), "text/plain; version=0.0.4; charset=utf-8");
+}
+
+void Api::accounts(Call& call, const Caller& caller) {
+  if (call.req.method() != http::verb::get)
+    return call.sendError(405, "method_not_allowed", "use GET on /api/v1/accounts");
+  if (!caller.admin) return call.sendError(403, "forbidden", "listing accounts is for the admin");
+  auto list = db_.listAccounts();
+  if (!list) return call.sendError(list.error());
+  json::array out;
+  for (const auto& a : *list) {
+    out.push_back(json::object{{"name", a.name}, {"user", a.user}, {"uid", a.uid}, {"gid", a.gid},
+                               {"home", a.home}, {"max_instances", a.maxInstances},
+                               {"created_at", a.createdAt}});
+  }
+  call.sendJson(200, out);
+}
+
+}  // namespace hv::api

@@ -1,0 +1,59 @@
+// Api: the REST endpoints of docs/api.md over the supervisor and the store.
+//
+// handle() is called on the control thread for every complete request; it
+// answers through `respond`, at once or later (a stop answers once the
+// process is gone). An account sees and touches only its own instances:
+// anyone else's are "not found", so names do not leak.
+#pragma once
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <functional>
+
+#include "api/auth.h"
+#include "store/database.h"
+#include "supervisor/supervisor.h"
+
+namespace hv::api {
+
+using Request = boost::beast::http::request<boost::beast::http::string_body>;
+using Response = boost::beast::http::response<boost::beast::http::string_body>;
+using Respond = std::function<void(Response)>;
+
+struct ApiHooks {
+  std::function<void(bool stopInstances)> shutdown;
+};
+
+class Api {
+ public:
+  Api(supervisor::Supervisor& supervisor, store::Database& db, Authenticator auth, ApiHooks hooks)
+      : supervisor_(supervisor), db_(db), auth_(std::move(auth)), hooks_(std::move(hooks)) {}
+
+  void handle(const Request& req, const Peer& peer, Respond respond);
+
+  // For errors found before a request reaches handle() (parse errors, limits).
+  static Response errorResponse(unsigned version, int status, std::string_view code,
+                                std::string_view message);
+
+ private:
+  struct Call;
+
+  void handleApi(Call& call, const Caller& caller);
+  void handleInstance(Call& call, const Caller& caller, const std::string& name,
+                      const std::string& action);
+  void listInstances(Call& call, const Caller& caller);
+  void createInstance(Call& call, const Caller& caller);
+  void patchInstance(Call& call, const std::string& name);
+  void answerInstance(Call& call, const Result<supervisor::InstanceStatus>& r, int status = 200);
+  void answerSettled(Call& call, const std::string& name, Result<supervisor::InstanceStatus> r);
+  void metrics(Call& call);
+  void accounts(Call& call, const Caller& caller);
+
+  supervisor::Supervisor& supervisor_;
+  store::Database& db_;
+  Authenticator auth_;
+  ApiHooks hooks_;
+};
+
+}  // namespace hv::api

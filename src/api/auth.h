@@ -1,0 +1,53 @@
+// Auth: API tokens and who a caller is.
+//
+// Tokens are 32 random bytes in hex; the daemon stores only their SHA-256.
+// On TCP a caller proves itself with "Authorization: Bearer TOKEN"; on the
+// unix socket a token may be given too, else the kernel tells its uid (SO_PEERCRED). Root and the daemon's
+// own user are admin; any other uid is the account mapped to it.
+// Called on the control thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "store/records.h"
+
+namespace hv::api {
+
+struct Caller {
+  bool admin = false;
+  std::string account;  // the caller's own account ("" for an admin with none)
+  bool owns(const std::string& acc) const { return admin || acc == account; }
+};
+
+struct Peer {
+  bool viaUnixSocket = false;
+  uid_t uid = 0;                   // unix socket only
+  std::string authorization;       // the Authorization header, if any
+};
+
+std::string newToken();                        // 64 hex chars from getrandom(2)
+std::string hashToken(std::string_view token); // hex SHA-256
+
+// Reads DATA_DIR/admin.token, or creates it (mode 0600) with a new token.
+Result<std::string> loadOrCreateAdminToken(const std::string& path);
+
+class Authenticator {
+ public:
+  Authenticator(std::string adminTokenHash, uid_t daemonUid, std::string defaultAccount)
+      : adminHash_(std::move(adminTokenHash)), daemonUid_(daemonUid),
+        defaultAccount_(std::move(defaultAccount)) {}
+  // kUnauthorized (no/bad token) or kForbidden (uid with no account).
+  Result<Caller> identify(const Peer& peer, const std::vector<store::AccountRecord>& accounts) const;
+
+ private:
+  std::string adminHash_;
+  uid_t daemonUid_;
+  std::string defaultAccount_;
+};
+
+}  // namespace hv::api

@@ -1,0 +1,207 @@
+#include "api/http_server.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "base/strings.h"
+
+namespace hv::api {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using boost::system::error_code;
+
+struct HttpServer::Shared {
+  Api& api;
+  HttpLimits limits;
+  size_t connections = 0;
+  bool closed = false;
+};
+
+namespace {
+
+template <class Protocol>
+class Session : public std::enable_shared_from_this<Session<Protocol>> {
+ public:
+  Session(typename Protocol::socket socket, std::shared_ptr<HttpServer::Shared> shared, Peer peer)
+      : stream_(std::move(socket)), shared_(std::move(shared)), peer_(std::move(peer)) {
+    ++shared_->connections;
+  }
+  ~Session() { --shared_->connections; }
+
+  void run() { doRead(shared_->limits.idleTimeout); }
+
+ private:
+  void doRead(std::chrono::seconds timeout) {
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(shared_->limits.headerBytes));
+    parser_->body_limit(shared_->limits.bodyBytes);
+    stream_.expires_after(timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::onRead, this->shared_from_this()));
+  }
+
+  void onRead(error_code ec, size_t) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
+      return doClose();
+    if (ec == http::error::body_limit)
+      return write(Api::errorResponse(11, 413, "payload_too_large",
+                                      fmt::format("the body is larger than {} bytes", shared_->limits.bodyBytes)));
+    if (ec == http::error::header_limit)
+      return write(Api::errorResponse(11, 431, "invalid_argument",
+                                      fmt::format("the request head is larger than {} bytes", shared_->limits.headerBytes)));
+    if (ec) return write(Api::errorResponse(11, 400, "invalid_argument", "malformed HTTP request: " + ec.message()));
+    stream_.expires_never();  // a stop may take its grace period to answer
+    shared_->api.handle(parser_->get(), peer_, [self = this->shared_from_this()](Response res) {
+      self->write(std::move(res));
+    });
+  }
+
+  void write(Response res) {
+    res_ = std::move(res);
+    stream_.expires_after(shared_->limits.requestTimeout);
+    http::async_write(stream_, res_,
+                      beast::bind_front_handler(&Session::onWrite, this->shared_from_this(), res_.keep_alive()));
+  }
+
+  void onWrite(bool keepAlive, error_code ec, size_t) {
+    if (ec || !keepAlive || shared_->closed) return doClose();
+    doRead(shared_->limits.idleTimeout);
+  }
+
+  void doClose() {
+    error_code ignored;
+    stream_.socket().shutdown(Protocol::socket::shutdown_send, ignored);
+    stream_.close();
+  }
+
+  beast::basic_stream<Protocol> stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  Response res_;
+  std::shared_ptr<HttpServer::Shared> shared_;
+  Peer peer_;
+};
+
+Peer peerOf(asio::local::stream_protocol::socket& s) {
+  Peer p;
+  p.viaUnixSocket = true;
+  struct ucred cred {};
+  socklen_t len = sizeof cred;
+  // With no credentials we cannot tell who it is: treat it as "nobody".
+  p.uid = ::getsockopt(s.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.uid : 65534;
+  return p;
+}
+
+Peer peerOf(asio::ip::tcp::socket&) { return Peer{}; }
+
+template <class Protocol>
+class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
+ public:
+  Listener(asio::io_context& io, typename Protocol::acceptor acceptor,
+           std::shared_ptr<HttpServer::Shared> shared)
+      : acceptor_(std::move(acceptor)), retry_(io), shared_(std::move(shared)) {}
+
+  void doAccept() {
+    acceptor_.async_accept([self = this->shared_from_this()](error_code ec, typename Protocol::socket s) {
+      self->onAccept(ec, std::move(s));
+    });
+  }
+  void close() {
+    error_code ignored;
+    acceptor_.close(ignored);
+    retry_.cancel();
+  }
+
+ private:
+  void onAccept(error_code ec, typename Protocol::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (ec) {
+      // EMFILE and the like: back off instead of spinning on the error.
+      spdlog::warn("api accept failed: {}", ec.message());
+      retry_.expires_after(std::chrono::milliseconds(100));
+      retry_.async_wait([self = this->shared_from_this()](error_code e) { if (!e) self->doAccept(); });
+      return;
+    }
+    if (shared_->connections < shared_->limits.maxConnections) {
+      Peer peer = peerOf(socket);
+      std::make_shared<Session<Protocol>>(std::move(socket), shared_, std::move(peer))->run();
+    }
+    doAccept();
+  }
+
+  typename Protocol::acceptor acceptor_;
+  asio::steady_timer retry_;
+  std::shared_ptr<HttpServer::Shared> shared_;
+};
+
+template <class Protocol>
+Status startListener(asio::io_context& io, typename Protocol::endpoint endpoint,
+                     std::shared_ptr<HttpServer::Shared> shared, std::vector<std::function<void()>>& closers,
+                     typename Protocol::endpoint* bound, const std::string& what) {
+  typename Protocol::acceptor acceptor(io);
+  error_code ec;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec && std::is_same_v<Protocol, asio::ip::tcp>) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return failErrno(fmt::format("listen on {}", what), ec.value(), Errc::kUnavailable);
+  if (bound) *bound = acceptor.local_endpoint();
+  auto listener = std::make_shared<Listener<Protocol>>(io, std::move(acceptor), std::move(shared));
+  listener->doAccept();
+  closers.push_back([listener] { listener->close(); });
+  return {};
+}
+
+}  // namespace
+
+HttpServer::HttpServer(asio::io_context& io, Api& api, HttpLimits limits)
+    : io_(io), shared_(std::make_shared<Shared>(Shared{api, limits})) {}
+
+HttpServer::~HttpServer() { close(); }
+
+Result<std::string> HttpServer::listenTcp(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  long long port = 0;
+  if (colon == std::string::npos || !parseInt(address.substr(colon + 1), 0, 65535, &port))
+    return fail(Errc::kInvalidArgument, fmt::format("listen address '{}' is not ADDR:PORT", address));
+  std::string host = address.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  error_code ec;
+  auto ip = asio::ip::make_address(host, ec);
+  if (ec) return fail(Errc::kInvalidArgument, fmt::format("listen address '{}' has no valid IP address", address));
+  asio::ip::tcp::endpoint bound;
+  if (auto s = startListener<asio::ip::tcp>(io_, {ip, static_cast<uint16_t>(port)}, shared_, closers_,
+                                            &bound, address);
+      !s)
+    return std::unexpected(s.error());
+  return bound.address().is_v6() ? fmt::format("[{}]:{}", bound.address().to_string(), bound.port())
+                                  : fmt::format("{}:{}", bound.address().to_string(), bound.port());
+}
+
+Status HttpServer::listenUnix(const std::string& path) {
+  ::unlink(path.c_str());  // a stale socket of a dead daemon; the data dir lock says we own it
+  if (auto s = startListener<asio::local::stream_protocol>(io_, {path}, shared_, closers_, nullptr, path); !s)
+    return s;
+  if (::chmod(path.c_str(), 0666) != 0) return failErrno("chmod " + path, errno);
+  return {};
+}
+
+void HttpServer::close() {
+  shared_->closed = true;
+  for (auto& c : closers_) c();
+  closers_.clear();
+}
+
+}  // namespace hv::api

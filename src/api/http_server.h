@@ -1,0 +1,47 @@
+// HttpServer: accepts API connections on a unix socket and on TCP, reads one
+// request at a time with explicit limits (16 KiB head, 1 MiB body, 30 s to
+// send it), hands it to Api::handle and writes the answer; keep-alive.
+//
+// Everything runs on the control io_context's single thread. The unix
+// socket's peer uid comes from SO_PEERCRED; TCP callers must bring a token.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include <memory>
+#include <string>
+
+#include "api/api.h"
+#include "base/result.h"
+
+namespace hv::api {
+
+struct HttpLimits {
+  size_t headerBytes = 16 * 1024;
+  size_t bodyBytes = 1 << 20;
+  std::chrono::seconds requestTimeout{30};
+  std::chrono::seconds idleTimeout{120};  // keep-alive connection with no request
+  size_t maxConnections = 1024;
+};
+
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& io, Api& api, HttpLimits limits = {});
+  ~HttpServer();
+
+  // Binds "ADDR:PORT" (port 0 = any free one); returns the bound "ADDR:PORT".
+  Result<std::string> listenTcp(const std::string& address);
+  // Binds a unix socket at `path` (replacing a stale one), mode 0666: the
+  // kernel-reported uid, not the file mode, decides what a caller may do.
+  Status listenUnix(const std::string& path);
+  void close();
+
+  struct Shared;  // state shared with sessions (limits, connection count)
+
+ private:
+  boost::asio::io_context& io_;
+  std::shared_ptr<Shared> shared_;
+  std::vector<std::function<void()>> closers_;
+};
+
+}  // namespace hv::api

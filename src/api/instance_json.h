@@ -1,0 +1,24 @@
+// The JSON form of instances (docs/api.md): status → object, and request
+// bodies → spec fields, with strict checks (unknown fields and wrong types
+// are errors that name the field). Pure; called on the control thread.
+#pragma once
+
+#include <boost/json/object.hpp>
+
+#include "base/result.h"
+#include "store/records.h"
+#include "supervisor/supervisor.h"
+
+namespace hv::api {
+
+boost::json::object instanceToJson(const supervisor::InstanceStatus& status);
+
+enum class BodyMode { kCreate, kPatch };
+
+// Applies the fields present in `body` to `spec`. On create, `name` and
+// `command` are required and `account` is allowed; on patch neither
+// `name` nor `account` may appear. Also returns the `start` flag (create).
+Status applyInstanceFields(const boost::json::object& body, BodyMode mode,
+                           store::InstanceRecord& spec, bool* start);
+
+}  // namespace hv::api

@@ -1,0 +1,139 @@
+#include "daemon/config.h"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "base/strings.h"
+
+namespace hv::daemon {
+namespace {
+
+std::string where(const toml::node& node, const std::string& source) {
+  const auto& src = node.source();
+  return fmt::format("{}:{}:{}", source, src.begin.line, src.begin.column);
+}
+
+Status checkKeys(const toml::table& table, const std::set<std::string_view>& allowed,
+                 const std::string& section, const std::string& source) {
+  for (const auto& [key, node] : table) {
+    if (!allowed.contains(key.str()))
+      return fail(Errc::kInvalidArgument,
+                  fmt::format("{}: unknown key '{}{}'", where(node, source), section, key.str()));
+  }
+  return {};
+}
+
+template <class T>
+Status read(const toml::table& table, std::string_view key, T& out, const std::string& source) {
+  const toml::node* node = table.get(key);
+  if (!node) return {};
+  if constexpr (std::is_same_v<T, int>) {
+    auto v = node->value<int64_t>();
+    if (!v || *v < 0 || *v > 1'000'000)
+      return fail(Errc::kInvalidArgument, fmt::format("{}: '{}' must be a whole number from 0 to 1000000", where(*node, source), key));
+    out = static_cast<int>(*v);
+  } else {
+    auto v = node->value<T>();
+    if (!v) return fail(Errc::kInvalidArgument, fmt::format("{}: '{}' has the wrong type", where(*node, source), key));
+    out = *v;
+  }
+  return {};
+}
+
+Status readAccounts(const toml::table& root, Config& config, const std::string& source) {
+  const toml::node* node = root.get("accounts");
+  if (!node) return {};
+  const toml::array* list = node->as_array();
+  if (!list) return fail(Errc::kInvalidArgument, fmt::format("{}: 'accounts' must be an array of tables ([[accounts]])", where(*node, source)));
+  for (const toml::node& item : *list) {
+    const toml::table* t = item.as_table();
+    if (!t) return fail(Errc::kInvalidArgument, fmt::format("{}: each account must be a table", where(item, source)));
+    if (auto s = checkKeys(*t, {"name", "user", "home", "max_instances"}, "accounts.", source); !s) return s;
+    AccountConfig a;
+    if (auto s = read(*t, "name", a.name, source); !s) return s;
+    if (auto s = read(*t, "user", a.user, source); !s) return s;
+    if (auto s = read(*t, "home", a.home, source); !s) return s;
+    if (auto s = read(*t, "max_instances", a.maxInstances, source); !s) return s;
+    if (a.name.empty() || a.user.empty())
+      return fail(Errc::kInvalidArgument, fmt::format("{}: an account needs 'name' and 'user'", where(item, source)));
+    config.accounts.push_back(std::move(a));
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::pair<uint16_t, uint16_t>> parsePortRange(std::string_view text) {
+  auto parts = split(text, '-');
+  long long lo = 0, hi = 0;
+  if (parts.size() != 2 || !parseInt(parts[0], 1, 65535, &lo) || !parseInt(parts[1], 1, 65535, &hi) || lo > hi)
+    return fail(Errc::kInvalidArgument,
+                fmt::format("port range '{}' is not LO-HI with 1 <= LO <= HI <= 65535", text));
+  return std::pair{static_cast<uint16_t>(lo), static_cast<uint16_t>(hi)};
+}
+
+Result<Config> parseConfigText(std::string_view text, const std::string& source) {
+  // Debian's toml++ is built with exceptions: its parse error stops here.
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& err) {
+    return fail(Errc::kInvalidArgument, fmt::format("{}:{}:{}: {}", source, err.source().begin.line,
+                                                    err.source().begin.column, err.description()));
+  }
+  Config c;
+  if (auto s = checkKeys(root, {"data_dir", "log_level", "stop_instances_on_exit", "api", "proxy", "ports", "accounts"}, "", source); !s)
+    return std::unexpected(s.error());
+  std::string range;
+  Status s = read(root, "data_dir", c.dataDir, source);
+  if (s) s = read(root, "log_level", c.logLevel, source);
+  if (s) s = read(root, "stop_instances_on_exit", c.stopInstancesOnExit, source);
+  struct Section { const char* name; std::string_view key; std::string* out; };
+  for (const Section& sec : {Section{"api", "listen", &c.apiListen}, Section{"proxy", "listen", &c.proxyListen},
+                             Section{"ports", "range", &range}}) {
+    if (!s) break;
+    const toml::node* node = root.get(sec.name);
+    if (!node) continue;
+    const toml::table* t = node->as_table();
+    if (!t) return fail(Errc::kInvalidArgument, fmt::format("{}: '{}' must be a table", where(*node, source), sec.name));
+    s = checkKeys(*t, {sec.key}, std::string(sec.name) + ".", source);
+    if (s) s = read(*t, sec.key, *sec.out, source);
+  }
+  if (s) s = readAccounts(root, c, source);
+  if (!s) return std::unexpected(s.error());
+  if (!range.empty()) {
+    auto r = parsePortRange(range);
+    if (!r) return std::unexpected(r.error().context(source));
+    std::tie(c.portLo, c.portHi) = *r;
+  }
+  return c;
+}
+
+Result<Config> loadConfig(const std::optional<std::string>& path, const ConfigOverrides& flags) {
+  Config c;
+  if (path) {
+    std::ifstream in(*path);
+    if (!in) return fail(Errc::kInvalidArgument, fmt::format("cannot read config file {}", *path));
+    std::stringstream text;
+    text << in.rdbuf();
+    auto parsed = parseConfigText(text.str(), *path);
+    if (!parsed) return parsed;
+    c = std::move(*parsed);
+  }
+  if (flags.dataDir) c.dataDir = *flags.dataDir;
+  if (flags.apiListen) c.apiListen = *flags.apiListen;
+  if (flags.proxyListen) c.proxyListen = *flags.proxyListen;
+  if (flags.logLevel) c.logLevel = *flags.logLevel;
+  if (flags.portRange) {
+    auto r = parsePortRange(*flags.portRange);
+    if (!r) return std::unexpected(r.error().context("--port-range"));
+    std::tie(c.portLo, c.portHi) = *r;
+  }
+  return c;
+}
+
+}  // namespace hv::daemon

@@ -1,0 +1,62 @@
+// hostvisor: one binary for the daemon (`serve`) and its client commands.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "base/log.h"
+#include "cli/commands.h"
+#include "daemon/app.h"
+#include "daemon/config.h"
+
+namespace {
+
+void addServe(CLI::App& app, hv::cli::GlobalOptions& global, int* exitCode) {
+  auto* cmd = app.add_subcommand("serve", "run the daemon in the foreground");
+  auto configPath = std::make_shared<std::string>();
+  auto flags = std::make_shared<hv::daemon::ConfigOverrides>();
+  auto opt = [&](const char* name, std::optional<std::string>& out, const char* help) {
+    cmd->add_option_function<std::string>(name, [&out](const std::string& v) { out = v; }, help);
+  };
+  cmd->add_option("--config", *configPath, "TOML config file (default: embedded defaults)");
+  opt("--api-listen", flags->apiListen, "panel/API TCP address (default 127.0.0.1:8070)");
+  opt("--proxy-listen", flags->proxyListen, "front proxy address (default 127.0.0.1:8080)");
+  opt("--port-range", flags->portRange, "ports to assign, LO-HI (default 20000-29999)");
+  opt("--log-level", flags->logLevel, "trace, debug, info, warn, error");
+  cmd->callback([=, &global] {
+    if (!global.dataDir.empty()) flags->dataDir = global.dataDir;
+    auto config = hv::daemon::loadConfig(
+        configPath->empty() ? std::nullopt : std::optional<std::string>(*configPath), *flags);
+    if (!config) {
+      std::cerr << "hostvisor: error: " << config.error().message << "\n";
+      *exitCode = 2;
+      return;
+    }
+    hv::setupLogging(config->logLevel);
+    auto code = hv::daemon::serve(*config);
+    if (!code) {
+      std::cerr << "hostvisor: error: " << code.error().message << "\n";
+      *exitCode = 1;
+      return;
+    }
+    *exitCode = *code;
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"hostvisor: run background programs safely on shared hosting"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  hv::cli::GlobalOptions global;
+  app.add_option("--data-dir", global.dataDir, "data directory (env HOSTVISOR_DATA_DIR)");
+  int exitCode = 0;
+  addServe(app, global, &exitCode);
+  hv::cli::addClientCommands(app, global, &exitCode);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  return exitCode;
+}

@@ -1,0 +1,306 @@
+#include "os/spawn.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+namespace hv::os {
+namespace {
+
+// The first published layout of struct clone_args (CLONE_ARGS_SIZE_VER0,
+// clone3(2)). Defined here rather than taken from <linux/sched.h>, whose
+// CLONE_* macros clash with glibc's <sched.h>.
+struct CloneArgs {
+  uint64_t flags = 0;
+  uint64_t pidfd = 0;
+  uint64_t childTid = 0;
+  uint64_t parentTid = 0;
+  uint64_t exitSignal = 0;
+  uint64_t stack = 0;
+  uint64_t stackSize = 0;
+  uint64_t tls = 0;
+};
+static_assert(sizeof(CloneArgs) == 64, "clone_args VER0 is 64 bytes");
+
+// What the child reports through the error pipe before _exit(127).
+enum class Step : int { kSetsid = 1, kDup2, kSetgroups, kSetgid, kSetuid, kSetrlimit, kPrctl, kChdir, kExec };
+struct ChildFailure {
+  int step = 0;
+  int err = 0;
+};
+
+// Everything the child needs, prepared by the parent: the child only reads it.
+struct ChildPlan {
+  const char* path = nullptr;
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  const char* cwd = nullptr;  // nullptr = stay
+  int stdio[3] = {-1, -1, -1};
+  int errorFd = -1;
+  bool changeCreds = false;  // setgroups, then the two below if set
+  bool setGid = false;
+  gid_t gid = 0;
+  bool setUid = false;
+  uid_t uid = 0;
+  const gid_t* groups = nullptr;
+  int groupCount = 0;
+  bool newSession = false;
+  bool noNewPrivs = false;
+  rlim_t nofile = 0;  // 0 = inherit
+};
+
+// ---- child side: between clone and exec. Only system calls, no allocation,
+// no locks (the parent may be multithreaded; see signal-safety(7)). --------
+
+[[noreturn]] void childFail(int errorFd, Step step, int err) {
+  ChildFailure failure{static_cast<int>(step), err};
+  // A pipe write of <= PIPE_BUF bytes is atomic (pipe(7)).
+  ssize_t n = ::write(errorFd, &failure, sizeof failure);
+  (void)n;
+  ::_exit(127);
+}
+
+// The daemon blocks signals for its signalfd and may ignore SIGPIPE; both would
+// survive execve(2), so restore the defaults. Errors (SIGKILL, SIGSTOP and
+// glibc's internal signals refuse) are expected and ignored.
+void resetSignals() {
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+// Moves the three sources above 2 first, so that dup2 into 0..2 can neither
+// clobber a source that sits at 0..2 nor be a no-op that would leave
+// FD_CLOEXEC set (dup2(2): "If oldfd == newfd, dup2() does nothing").
+void installStdio(const ChildPlan& plan) {
+  int sources[3];
+  for (int i = 0; i < 3; ++i) {
+    sources[i] = ::fcntl(plan.stdio[i], F_DUPFD_CLOEXEC, 3);
+    if (sources[i] < 0) childFail(plan.errorFd, Step::kDup2, errno);
+  }
+  for (int i = 0; i < 3; ++i) {
+    if (::dup2(sources[i], i) < 0) childFail(plan.errorFd, Step::kDup2, errno);
+  }
+}
+
+// Raw system calls, not the glibc wrappers: glibc's setuid() & co. broadcast
+// the change to every thread of the *parent's* thread list (nptl setxid) and
+// take its locks, which a clone3 child must not touch.
+void dropCredentials(const ChildPlan& plan) {
+  if (::syscall(SYS_setgroups, plan.groupCount, plan.groups) < 0) {
+    childFail(plan.errorFd, Step::kSetgroups, errno);
+  }
+  if (plan.setGid && ::syscall(SYS_setgid, plan.gid) < 0) childFail(plan.errorFd, Step::kSetgid, errno);
+  if (plan.setUid && ::syscall(SYS_setuid, plan.uid) < 0) childFail(plan.errorFd, Step::kSetuid, errno);
+}
+
+[[noreturn]] void runChild(const ChildPlan& plan) {
+  resetSignals();
+  if (plan.newSession && ::setsid() < 0) childFail(plan.errorFd, Step::kSetsid, errno);
+  installStdio(plan);
+  if (plan.changeCreds) dropCredentials(plan);
+  if (plan.nofile > 0) {
+    struct rlimit limit {plan.nofile, plan.nofile};
+    if (::setrlimit(RLIMIT_NOFILE, &limit) < 0) childFail(plan.errorFd, Step::kSetrlimit, errno);
+  }
+  if (plan.noNewPrivs && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+    childFail(plan.errorFd, Step::kPrctl, errno);
+  }
+  // After dropping privileges, so the account's own permissions apply.
+  if (plan.cwd != nullptr && ::chdir(plan.cwd) < 0) childFail(plan.errorFd, Step::kChdir, errno);
+  ::execve(plan.path, plan.argv, plan.envp);
+  childFail(plan.errorFd, Step::kExec, errno);
+}
+
+// ---- parent side ----------------------------------------------------------
+
+// A NULL-terminated char* array pointing into strings the caller keeps alive.
+std::vector<char*> cStrings(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  out.reserve(strings.size() + 1);
+  for (const auto& s : strings) out.push_back(const_cast<char*>(s.c_str()));  // execve does not write
+  out.push_back(nullptr);
+  return out;
+}
+
+bool hasNul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
+
+Status validate(const SpawnRequest& req) {
+  if (req.path.empty() || req.argv.empty()) {
+    return fail(Errc::kInvalidArgument, "spawn needs a path and at least argv[0]");
+  }
+  bool nul = hasNul(req.path) || hasNul(req.cwd);
+  for (const auto& s : req.argv) nul = nul || hasNul(s);
+  for (const auto& s : req.envp) nul = nul || hasNul(s);
+  if (nul) return fail(Errc::kInvalidArgument, "spawn " + req.path + ": a string contains a NUL byte");
+  return {};
+}
+
+// Keeps a parent-made fd out of 0..2 (the daemon may run with them closed),
+// where the child's dup2 onto stdio would overwrite it.
+Status keepAboveStdio(UniqueFd& fd) {
+  if (fd.get() > 2) return {};
+  int moved = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3);
+  if (moved < 0) return failErrno("fcntl", errno);
+  fd.reset(moved);
+  return {};
+}
+
+std::string_view stepName(Step step) {
+  switch (step) {
+    case Step::kSetsid: return "setsid";
+    case Step::kDup2: return "dup2";
+    case Step::kSetgroups: return "setgroups";
+    case Step::kSetgid: return "setgid";
+    case Step::kSetuid: return "setuid";
+    case Step::kSetrlimit: return "setrlimit";
+    case Step::kPrctl: return "prctl";
+    case Step::kChdir: return "chdir";
+    case Step::kExec: return "exec";
+  }
+  return "child";
+}
+
+// "exec /srv/a.sh failed: Permission denied", "setuid 1001 failed: ...".
+Error childError(const SpawnRequest& req, const ChildFailure& failure) {
+  auto step = static_cast<Step>(failure.step);
+  std::string subject(stepName(step));
+  if (step == Step::kExec) subject += " " + req.path;
+  if (step == Step::kChdir) subject += " " + req.cwd;
+  if (step == Step::kSetuid && req.uid) subject += " " + std::to_string(*req.uid);
+  if (step == Step::kSetgid && req.gid) subject += " " + std::to_string(*req.gid);
+  if (step == Step::kSetrlimit) subject += " RLIMIT_NOFILE " + std::to_string(req.rlimitNofile);
+  Errc code = Errc::kInternal;
+  bool badPath = failure.err == ENOENT || failure.err == EACCES || failure.err == ENOEXEC || failure.err == ENOTDIR;
+  if ((step == Step::kExec || step == Step::kChdir) && badPath) code = Errc::kInvalidArgument;
+  Error error = Error::fromErrno(std::string(stepName(step)), failure.err, code);
+  error.message = subject + " failed: " + std::strerror(failure.err);
+  return error;
+}
+
+void reapBlocking(int pidfd) {
+  siginfo_t info{};
+  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) < 0 && errno == EINTR) {
+  }
+}
+
+// Reads the child's report: 0 bytes (EOF at exec) means success.
+Status awaitExec(const SpawnRequest& req, int readFd, int pidfd) {
+  ChildFailure failure;
+  ssize_t n;
+  do {
+    n = ::read(readFd, &failure, sizeof failure);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) return {};
+  int err = errno;
+  if (n != static_cast<ssize_t>(sizeof failure)) {
+    ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+    reapBlocking(pidfd);
+    return failErrno("read", n < 0 ? err : EPROTO);
+  }
+  reapBlocking(pidfd);
+  return std::unexpected(childError(req, failure));
+}
+
+struct Credentials {
+  bool change = false;
+  bool setGid = false;
+  bool setUid = false;
+};
+
+// setgroups runs whenever uid or gid really changes, so a child dropped from
+// root never keeps root's supplementary groups.
+Credentials planCredentials(const SpawnRequest& req) {
+  Credentials c;
+  c.setGid = req.gid && *req.gid != ::getegid();
+  c.setUid = req.uid && *req.uid != ::geteuid();
+  c.change = c.setGid || c.setUid;
+  return c;
+}
+
+Result<pid_t> cloneAndRun(const ChildPlan& plan, int* pidfd) {
+  CloneArgs args;
+  args.flags = CLONE_PIDFD;  // the pidfd is O_CLOEXEC (clone(2))
+  args.pidfd = reinterpret_cast<uint64_t>(pidfd);
+  args.exitSignal = SIGCHLD;
+  // With every signal blocked, no parent handler can run in the child before
+  // resetSignals() (glibc's posix_spawn does the same).
+  sigset_t all, old;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  long ret = ::syscall(SYS_clone3, &args, sizeof args);
+  if (ret == 0) runChild(plan);
+  int err = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (ret < 0) return failErrno("clone3", err);
+  return static_cast<pid_t>(ret);
+}
+
+ChildPlan makePlan(const SpawnRequest& req, std::vector<char*>& argv, std::vector<char*>& envp, int devNull,
+                   int errorFd) {
+  Credentials creds = planCredentials(req);
+  ChildPlan plan;
+  plan.path = req.path.c_str();
+  plan.argv = argv.data();
+  plan.envp = envp.data();
+  plan.cwd = req.cwd.empty() ? nullptr : req.cwd.c_str();
+  plan.stdio[0] = req.stdinFd < 0 ? devNull : req.stdinFd;
+  plan.stdio[1] = req.stdoutFd < 0 ? devNull : req.stdoutFd;
+  plan.stdio[2] = req.stderrFd < 0 ? devNull : req.stderrFd;
+  plan.errorFd = errorFd;
+  plan.changeCreds = creds.change;
+  plan.setGid = creds.setGid;
+  plan.gid = req.gid.value_or(0);
+  plan.setUid = creds.setUid;
+  plan.uid = req.uid.value_or(0);
+  plan.groups = req.groups.data();
+  plan.groupCount = static_cast<int>(req.groups.size());
+  plan.newSession = req.newSession;
+  plan.noNewPrivs = req.noNewPrivs;
+  plan.nofile = req.rlimitNofile > 0 ? static_cast<rlim_t>(req.rlimitNofile) : 0;
+  return plan;
+}
+
+}  // namespace
+
+Result<Child> spawn(const SpawnRequest& req) {
+  if (auto ok = validate(req); !ok) return std::unexpected(ok.error());
+  std::vector<char*> argv = cStrings(req.argv);
+  std::vector<char*> envp = cStrings(req.envp);
+
+  UniqueFd devNull;
+  if (req.stdinFd < 0 || req.stdoutFd < 0 || req.stderrFd < 0) {
+    devNull.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (!devNull) return failErrno("open /dev/null", errno);
+    if (auto ok = keepAboveStdio(devNull); !ok) return std::unexpected(ok.error());
+  }
+  int pipeFds[2];
+  if (::pipe2(pipeFds, O_CLOEXEC) < 0) return failErrno("pipe", errno);
+  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  if (auto ok = keepAboveStdio(writeEnd); !ok) return std::unexpected(ok.error());
+
+  ChildPlan plan = makePlan(req, argv, envp, devNull.get(), writeEnd.get());
+
+  int rawPidfd = -1;
+  Result<pid_t> pid = cloneAndRun(plan, &rawPidfd);
+  if (!pid) return std::unexpected(pid.error());
+  UniqueFd pidfd(rawPidfd);
+  writeEnd.reset();  // else our own copy would keep the pipe from reaching EOF
+  if (auto ok = awaitExec(req, readEnd.get(), pidfd.get()); !ok) return std::unexpected(ok.error());
+  return Child{*pid, std::move(pidfd)};
+}
+
+}  // namespace hv::os

@@ -1,0 +1,55 @@
+// spawn(): starts a program the way the supervisor needs it, and reports the
+// exact step that failed.
+//
+// Uses clone3(CLONE_PIDFD) so the parent tracks the child by pidfd from birth
+// (no pid-reuse race). Everything the child needs (argv, envp, paths) is built
+// before the clone; between clone and exec the child only makes system calls,
+// never allocates or locks, and on failure writes {step, errno} to a CLOEXEC
+// pipe and _exit(127)s. The parent reads that pipe: EOF means exec succeeded.
+// May be called from any thread; blocks only until the child execs or fails.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace hv::os {
+
+struct SpawnRequest {
+  std::string path;                  // absolute path of the executable
+  std::vector<std::string> argv;     // argv[0] included
+  std::vector<std::string> envp;     // "K=V", the complete environment
+  std::string cwd;                   // chdir target; empty = don't chdir
+  int stdinFd = -1;                  // -1 = /dev/null
+  int stdoutFd = -1;                 // -1 = /dev/null
+  int stderrFd = -1;                 // -1 = /dev/null
+  // Credentials to drop to (only applied when they differ from the caller's).
+  // When either one really changes, setgroups(groups) runs first (an empty
+  // list clears the caller's supplementary groups), then setgid, then setuid.
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  std::vector<gid_t> groups;         // supplementary groups (with gid/uid)
+  bool newSession = true;            // setsid(): its own process group
+  bool noNewPrivs = true;            // PR_SET_NO_NEW_PRIVS
+  int rlimitNofile = 0;              // 0 = inherit; else soft = hard = this
+};
+
+struct Child {
+  pid_t pid = -1;
+  UniqueFd pidfd;                    // O_CLOEXEC, pollable: readable when it exits
+};
+
+// On failure, Error.step names the step ("pipe", "clone3", "dup2", "chdir",
+// "setsid", "setgroups", "setgid", "setuid", "prctl", "setrlimit", "exec") and
+// Error.sysErrno its errno; the message reads e.g.
+// "exec /home/a/srv.sh failed: Permission denied". Code kInvalidArgument when
+// exec or chdir fail with ENOENT/EACCES/ENOEXEC/ENOTDIR (a bad path in the
+// request), kInternal otherwise.
+Result<Child> spawn(const SpawnRequest& request);
+
+}  // namespace hv::os

@@ -1,0 +1,308 @@
+#include "os/spawn.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "os/process.h"
+#include "os/test_helpers.h"
+
+namespace hv::os {
+namespace {
+
+using testing::ChildReaper;
+using testing::makePipe;
+using testing::Pipe;
+using testing::readAll;
+using testing::waitExit;
+
+const std::vector<std::string> kPathEnv = {"PATH=/usr/bin:/bin"};
+
+SpawnRequest shell(const std::string& script) {
+  SpawnRequest req;
+  req.path = "/bin/sh";
+  req.argv = {"sh", "-c", script};
+  req.envp = kPathEnv;
+  return req;
+}
+
+struct Outcome {
+  ExitStatus status;
+  std::string out;
+};
+
+// Spawns `req` with stdout (and stderr, unless set) on a pipe, reads until EOF
+// and reaps the child.
+std::optional<Outcome> runCapturing(SpawnRequest req) {
+  Pipe out = makePipe();
+  req.stdoutFd = out.write.get();
+  if (req.stderrFd < 0) req.stderrFd = out.write.get();
+  Result<Child> child = spawn(req);
+  if (!child) {
+    ADD_FAILURE() << child.error().message;
+    return std::nullopt;
+  }
+  ChildReaper reaper(child->pidfd.get());
+  out.write.reset();
+  std::string text = readAll(out.read.get());
+  std::optional<ExitStatus> status = waitExit(child->pidfd.get());
+  if (!status) return std::nullopt;
+  return Outcome{*status, text};
+}
+
+// A unique empty directory under /tmp, removed (with its files) at scope exit.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/hv_os_test.XXXXXX";
+    path_ = ::mkdtemp(tmpl) ? tmpl : "";
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(Spawn, EchoWritesToStdoutPipeAndExitsZero) {
+  auto outcome = runCapturing(shell("echo hi"));
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->out, "hi\n");
+  EXPECT_FALSE(outcome->status.signaled);
+  EXPECT_EQ(outcome->status.code, 0);
+}
+
+TEST(Spawn, AppliesEnvironmentAndWorkingDirectory) {
+  TempDir dir;
+  SpawnRequest req = shell("echo \"$FOO\"; pwd");
+  req.envp = {"FOO=bar baz"};
+  req.cwd = dir.path();
+  auto outcome = runCapturing(req);
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->out, "bar baz\n" + dir.path() + "\n");
+}
+
+TEST(Spawn, ReadsStdinAndLetsStdoutAndStderrShareOneFd) {
+  Pipe in = makePipe();
+  ASSERT_EQ(::write(in.write.get(), "ping\n", 5), 5);
+  in.write.reset();
+  SpawnRequest req = shell("cat; echo err >&2");
+  req.stdinFd = in.read.get();
+  auto outcome = runCapturing(req);
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->out, "ping\nerr\n");
+}
+
+TEST(Spawn, MissingExecutableFailsAtExecWithEnoent) {
+  SpawnRequest req;
+  req.path = "/nonexistent/hv_no_such_program";
+  req.argv = {"x"};
+  Result<Child> child = spawn(req);
+  ASSERT_FALSE(child);
+  EXPECT_EQ(child.error().step, "exec");
+  EXPECT_EQ(child.error().sysErrno, ENOENT);
+  EXPECT_EQ(child.error().code, Errc::kInvalidArgument);
+  EXPECT_EQ(child.error().message, "exec /nonexistent/hv_no_such_program failed: No such file or directory");
+}
+
+TEST(Spawn, NonExecutableFileFailsAtExecWithEacces) {
+  TempDir dir;
+  std::string file = dir.path() + "/script.sh";
+  UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  ASSERT_TRUE(fd);
+  ASSERT_EQ(::write(fd.get(), "#!/bin/sh\n", 10), 10);
+  fd.reset();
+  SpawnRequest req;
+  req.path = file;
+  req.argv = {"script.sh"};
+  Result<Child> child = spawn(req);
+  ASSERT_FALSE(child);
+  EXPECT_EQ(child.error().step, "exec");
+  EXPECT_EQ(child.error().sysErrno, EACCES);
+  EXPECT_EQ(child.error().message, "exec " + file + " failed: Permission denied");
+}
+
+TEST(Spawn, MissingWorkingDirectoryFailsAtChdirWithEnoent) {
+  SpawnRequest req = shell("true");
+  req.cwd = "/nonexistent/hv_no_such_dir";
+  Result<Child> child = spawn(req);
+  ASSERT_FALSE(child);
+  EXPECT_EQ(child.error().step, "chdir");
+  EXPECT_EQ(child.error().sysErrno, ENOENT);
+  EXPECT_EQ(child.error().code, Errc::kInvalidArgument);
+  EXPECT_EQ(child.error().message, "chdir /nonexistent/hv_no_such_dir failed: No such file or directory");
+}
+
+TEST(Spawn, InvalidStdioFdFailsAtDup2WithEbadf) {
+  SpawnRequest req = shell("true");
+  req.stdoutFd = 1'000'000;  // above any RLIMIT_NOFILE: never open
+  Result<Child> child = spawn(req);
+  ASSERT_FALSE(child);
+  EXPECT_EQ(child.error().step, "dup2");
+  EXPECT_EQ(child.error().sysErrno, EBADF);
+  EXPECT_EQ(child.error().code, Errc::kInternal);
+}
+
+TEST(Spawn, EmptyArgvIsRejectedBeforeCloning) {
+  SpawnRequest req;
+  req.path = "/bin/true";
+  Result<Child> child = spawn(req);
+  ASSERT_FALSE(child);
+  EXPECT_EQ(child.error().code, Errc::kInvalidArgument);
+}
+
+TEST(Spawn, ReportsExitCode) {
+  auto outcome = runCapturing(shell("exit 3"));
+  ASSERT_TRUE(outcome);
+  EXPECT_FALSE(outcome->status.signaled);
+  EXPECT_EQ(outcome->status.code, 3);
+}
+
+TEST(Spawn, ReportsKillingSignal) {
+  auto outcome = runCapturing(shell("kill -9 $$"));
+  ASSERT_TRUE(outcome);
+  EXPECT_TRUE(outcome->status.signaled);
+  EXPECT_EQ(outcome->status.code, SIGKILL);
+  EXPECT_FALSE(outcome->status.coreDumped);
+}
+
+TEST(Spawn, NewSessionMakesChildLeaderOfSessionAndGroup) {
+  SpawnRequest req;
+  req.path = "/bin/sleep";
+  req.argv = {"sleep", "30"};
+  Result<Child> child = spawn(req);
+  ASSERT_TRUE(child) << child.error().message;
+  ChildReaper reaper(child->pidfd.get());
+  EXPECT_EQ(::getsid(child->pid), child->pid);
+  EXPECT_EQ(::getpgid(child->pid), child->pid);
+}
+
+TEST(Spawn, DropsToNobodyWhenRunAsRoot) {
+  if (::geteuid() != 0) GTEST_SKIP() << "changing uid needs root";
+  SpawnRequest req = shell("id -u; id -g; id -G");
+  req.uid = 65534;
+  req.gid = 65534;
+  req.groups = {65534};
+  auto outcome = runCapturing(req);
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->out, "65534\n65534\n65534\n");
+}
+
+TEST(Spawn, SetsNoNewPrivs) {
+  SpawnRequest req;
+  req.path = "/bin/grep";
+  req.argv = {"grep", "NoNewPrivs", "/proc/self/status"};
+  auto outcome = runCapturing(req);
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->out, "NoNewPrivs:\t1\n");
+}
+
+TEST(Spawn, LowersOpenFileLimit) {
+  SpawnRequest req = shell("ulimit -n");
+  req.rlimitNofile = 64;
+  auto outcome = runCapturing(req);
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->out, "64\n");
+}
+
+TEST(Spawn, ChildDoesNotInheritCloexecFdsOfTheParent) {
+  UniqueFd devNull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(devNull);
+  UniqueFd cloexec(::fcntl(devNull.get(), F_DUPFD_CLOEXEC, 200));
+  UniqueFd inheritable(::fcntl(devNull.get(), F_DUPFD, 201));  // control: proves the probe works
+  ASSERT_EQ(cloexec.get(), 200);
+  ASSERT_EQ(inheritable.get(), 201);
+  auto outcome = runCapturing(shell("for n in 200 201; do [ -e /proc/self/fd/$n ] && echo $n; done; true"));
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->out, "201\n");
+}
+
+TEST(Spawn, ResetsSignalMaskAndIgnoredSignals) {
+  sigset_t term, oldMask;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &term, &oldMask), 0);
+  struct sigaction ignore {}, oldPipe {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGPIPE, &ignore, &oldPipe), 0);
+  SpawnRequest req;
+  req.path = "/bin/grep";
+  req.argv = {"grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"};
+  auto outcome = runCapturing(req);
+  ::sigaction(SIGPIPE, &oldPipe, nullptr);
+  ::pthread_sigmask(SIG_SETMASK, &oldMask, nullptr);
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+}
+
+// Points the test's own fds 1 and 2 at pipes, spawns with the given stdio fd
+// numbers, restores 1 and 2, and returns what arrived on each pipe.
+std::pair<std::string, std::string> spawnWithStdioAt(int stdoutFd, int stderrFd) {
+  Pipe one = makePipe(), two = makePipe();
+  UniqueFd savedOne(::fcntl(1, F_DUPFD_CLOEXEC, 3)), savedTwo(::fcntl(2, F_DUPFD_CLOEXEC, 3));
+  ::dup2(one.write.get(), 1);
+  ::dup2(two.write.get(), 2);
+  // As in the daemon, where every fd is O_CLOEXEC: a dup2(1, 1) no-op in the
+  // child would leave it closed across exec.
+  ::fcntl(1, F_SETFD, FD_CLOEXEC);
+  ::fcntl(2, F_SETFD, FD_CLOEXEC);
+  SpawnRequest req = shell("echo out; echo err >&2");
+  req.stdoutFd = stdoutFd;
+  req.stderrFd = stderrFd;
+  Result<Child> child = spawn(req);
+  ::dup2(savedOne.get(), 1);
+  ::dup2(savedTwo.get(), 2);
+  one.write.reset();
+  two.write.reset();
+  if (!child) {
+    ADD_FAILURE() << child.error().message;
+    return {};
+  }
+  ChildReaper reaper(child->pidfd.get());
+  std::string onOne = readAll(one.read.get()), onTwo = readAll(two.read.get());
+  EXPECT_TRUE(waitExit(child->pidfd.get()));
+  return {onOne, onTwo};
+}
+
+// Spawns from several threads at once; as root each child also drops to
+// nobody, which in a multithreaded parent must not go through glibc's setxid.
+TEST(Spawn, ConcurrentSpawnsFromManyThreadsEachReportTheirOwnResult) {
+  std::atomic<int> good{0};
+  auto worker = [&](int n) {
+    for (int i = 0; i < 10; ++i) {
+      SpawnRequest req = shell("exit " + std::to_string(n));
+      if (::geteuid() == 0) req.uid = req.gid = 65534;
+      auto outcome = runCapturing(req);
+      if (outcome && !outcome->status.signaled && outcome->status.code == n) ++good;
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int n = 1; n <= 4; ++n) threads.emplace_back(worker, n);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(good.load(), 40);
+}
+
+TEST(Spawn, StdioFdsThatAreAlreadyOneAndTwoStayOpenInTheChild) {
+  auto [onOne, onTwo] = spawnWithStdioAt(1, 2);
+  EXPECT_EQ(onOne, "out\n");
+  EXPECT_EQ(onTwo, "err\n");
+}
+
+TEST(Spawn, SwappedStdioFdsAreNotClobbered) {
+  auto [onOne, onTwo] = spawnWithStdioAt(2, 1);
+  EXPECT_EQ(onOne, "err\n");
+  EXPECT_EQ(onTwo, "out\n");
+}
+
+}  // namespace
+}  // namespace hv::os

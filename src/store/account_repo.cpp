@@ -1,0 +1,126 @@
+// Database: the accounts table.
+#include <sqlite3.h>
+
+#include "store/database.h"
+#include "store/statement.h"
+
+namespace hv::store {
+namespace {
+
+constexpr std::string_view kSelectColumns =
+    "SELECT name, user, uid, gid, home, max_instances, token_hash, created_at FROM accounts";
+
+// ?1 is the name in both INSERT and UPDATE, so one binder serves both.
+void bindAccount(Statement& stmt, const AccountRecord& a) {
+  stmt.bindText(1, a.name)
+      .bindText(2, a.user)
+      .bindInt(3, a.uid)
+      .bindInt(4, a.gid)
+      .bindText(5, a.home)
+      .bindInt(6, a.maxInstances)
+      .bindText(7, a.tokenHash)
+      .bindInt(8, a.createdAt);
+}
+
+AccountRecord readAccount(const Statement& stmt) {
+  AccountRecord a;
+  a.name = stmt.columnText(0);
+  a.user = stmt.columnText(1);
+  a.uid = static_cast<uint32_t>(stmt.columnInt(2));
+  a.gid = static_cast<uint32_t>(stmt.columnInt(3));
+  a.home = stmt.columnText(4);
+  a.maxInstances = static_cast<int>(stmt.columnInt(5));
+  a.tokenHash = stmt.columnText(6);
+  a.createdAt = stmt.columnInt(7);
+  return a;
+}
+
+Result<std::vector<AccountRecord>> readAccounts(Statement& stmt) {
+  std::vector<AccountRecord> accounts;
+  for (;;) {
+    auto row = stmt.step();
+    if (!row) return std::unexpected(std::move(row.error()));
+    if (!*row) return accounts;
+    accounts.push_back(readAccount(stmt));
+  }
+}
+
+Error notFound(const std::string& name) {
+  return Error::make(Errc::kNotFound, "no account named '" + name + "'");
+}
+
+// Names the account's remaining instances when a delete is refused.
+Error stillHasInstances(sqlite3* db, const std::string& name) {
+  std::string count = "instances";
+  auto stmt = Statement::prepare(db, "SELECT COUNT(*) FROM instances WHERE account = ?1");
+  if (stmt) {
+    stmt->bindText(1, name);
+    if (auto row = stmt->step(); row && *row) {
+      int64_t n = stmt->columnInt(0);
+      count = std::to_string(n) + (n == 1 ? " instance" : " instances");
+    }
+  }
+  return Error::make(Errc::kConflict, "account '" + name + "' still has " + count +
+                                          "; delete them first");
+}
+
+}  // namespace
+
+Status Database::insertAccount(const AccountRecord& account) {
+  auto stmt = Statement::prepare(
+      db_,
+      "INSERT INTO accounts (name, user, uid, gid, home, max_instances, token_hash, created_at)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  if (!stmt) return std::unexpected(std::move(stmt.error()));
+  bindAccount(*stmt, account);
+  auto s = stmt->run();
+  if (!s && stmt->lastCode() == SQLITE_CONSTRAINT_PRIMARYKEY) {
+    return fail(Errc::kConflict, "account '" + account.name + "' already exists");
+  }
+  return s;
+}
+
+Status Database::updateAccount(const AccountRecord& account) {
+  auto stmt = Statement::prepare(
+      db_,
+      "UPDATE accounts SET user = ?2, uid = ?3, gid = ?4, home = ?5, max_instances = ?6,"
+      " token_hash = ?7, created_at = ?8 WHERE name = ?1");
+  if (!stmt) return std::unexpected(std::move(stmt.error()));
+  bindAccount(*stmt, account);
+  if (auto s = stmt->run(); !s) return s;
+  if (sqlite3_changes(db_) == 0) return std::unexpected(notFound(account.name));
+  return {};
+}
+
+// One statement: the foreign key on instances.account refuses the delete
+// while the account still has instances.
+Status Database::deleteAccount(const std::string& name) {
+  auto stmt = Statement::prepare(db_, "DELETE FROM accounts WHERE name = ?1");
+  if (!stmt) return std::unexpected(std::move(stmt.error()));
+  stmt->bindText(1, name);
+  auto s = stmt->run();
+  if (!s && stmt->lastCode() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+    return std::unexpected(stillHasInstances(db_, name));
+  }
+  if (!s) return s;
+  if (sqlite3_changes(db_) == 0) return std::unexpected(notFound(name));
+  return {};
+}
+
+Result<std::vector<AccountRecord>> Database::listAccounts() {
+  auto stmt = Statement::prepare(db_, std::string(kSelectColumns) + " ORDER BY name");
+  if (!stmt) return std::unexpected(std::move(stmt.error()));
+  return readAccounts(*stmt);
+}
+
+Result<std::optional<AccountRecord>> Database::findAccount(const std::string& name) {
+  auto stmt = Statement::prepare(db_, std::string(kSelectColumns) + " WHERE name = ?1");
+  if (!stmt) return std::unexpected(std::move(stmt.error()));
+  stmt->bindText(1, name);
+  auto row = stmt->step();
+  if (!row) return std::unexpected(std::move(row.error()));
+  if (!*row) return std::optional<AccountRecord>();
+  return std::optional<AccountRecord>(readAccount(*stmt));
+}
+
+}  // namespace hv::store

@@ -1,0 +1,52 @@
+// The rows hostvisor persists: accounts and instances.
+//
+// Plain values. An InstanceRecord is the whole persisted spec of an instance
+// plus the few runtime facts that must survive a daemon restart (its port,
+// the state the owner asked for, and the last process it ran).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace hv::store {
+
+struct AccountRecord {
+  std::string name;         // [a-z][a-z0-9_-]{0,31}
+  std::string user;         // Unix user name
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::string home;         // absolute, no trailing slash
+  int maxInstances = 0;     // 0 = unlimited
+  std::string tokenHash;    // hex SHA-256 of the API token; empty = none
+  int64_t createdAt = 0;    // Unix seconds
+};
+
+enum class RestartMode { kAlways, kOnFailure, kNever };
+
+struct InstanceRecord {
+  std::string name;         // [a-z0-9][a-z0-9_-]{0,62}, unique across the daemon
+  std::string account;
+  std::string command;      // absolute path
+  std::vector<std::string> args;
+  std::vector<std::pair<std::string, std::string>> env;  // in order given
+  std::string cwd;          // absolute; empty = the account's home
+  std::string route;        // "" or "HOST/PATH" or "/PATH"
+  RestartMode restart = RestartMode::kOnFailure;
+  bool autostart = true;    // start when the daemon starts (if wanted = true)
+  int port = 0;             // the assigned TCP port, exclusive while the row exists
+  bool wanted = true;       // the owner's last word: running (true) or stopped (false)
+  int stopSignal = 15;      // SIGTERM
+  int stopGraceMs = 10000;
+  int startSecs = 1;        // alive this long = healthy
+  int64_t memoryBytes = 0;  // 0 = no limit of its own
+  int cpuPercent = 0;       // 0 = no limit
+  int maxProcs = 0;         // 0 = no limit
+  int64_t createdAt = 0;
+  // Last process started, for re-adoption after a daemon restart.
+  int lastPid = 0;
+  uint64_t lastPidStartTime = 0;  // /proc/PID/stat field 22, to detect pid reuse
+};
+
+}  // namespace hv::store

@@ -1,0 +1,75 @@
+#include "supervisor/log_files.h"
+
+#include <fcntl.h>
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+
+namespace hv::supervisor {
+
+std::string LogFiles::pathOf(std::string_view instance) const {
+  return fmt::format("{}/{}.log", dir_, instance);
+}
+
+Result<UniqueFd> LogFiles::openForAppend(std::string_view instance) const {
+  const std::string path = pathOf(instance);
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) return failErrno("open log " + path, errno);
+  return UniqueFd(fd);
+}
+
+void LogFiles::appendEvent(std::string_view instance, std::string_view message) const {
+  auto fd = openForAppend(instance);
+  if (!fd) return;  // the event also goes to the daemon's own log
+  const auto now = std::chrono::time_point_cast<std::chrono::milliseconds>(
+      std::chrono::system_clock::now());
+  const std::string line = fmt::format("[hostvisor {:%Y-%m-%dT%H:%M:%S}Z] {}\n", now, message);
+  (void)!::write(fd->get(), line.data(), line.size());
+}
+
+Result<std::string> LogFiles::tail(std::string_view instance, int lines, size_t maxBytes) const {
+  const std::string path = pathOf(instance);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    if (errno == ENOENT) return std::string();
+    return failErrno("open log " + path, errno);
+  }
+  const off_t size = ::lseek(fd.get(), 0, SEEK_END);
+  if (size < 0) return failErrno("seek log " + path, errno);
+  if (lines <= 0) return std::string();
+
+  // Read backwards in chunks until enough newlines are seen. A trailing
+  // newline ends the last line; it does not start an empty one.
+  std::string buf;
+  off_t pos = size;
+  int newlines = 0;
+  constexpr size_t kChunk = 64 * 1024;
+  while (pos > 0 && buf.size() < maxBytes) {
+    const size_t n = static_cast<size_t>(std::min<off_t>(pos, kChunk));
+    pos -= static_cast<off_t>(n);
+    std::string chunk(n, '\0');
+    ssize_t got = ::pread(fd.get(), chunk.data(), n, pos);
+    if (got < 0) return failErrno("read log " + path, errno);
+    chunk.resize(static_cast<size_t>(got));
+    buf.insert(0, chunk);
+    newlines = 0;
+    for (size_t i = 0; i + 1 < buf.size(); ++i) newlines += buf[i] == '\n';
+    if (newlines >= lines) break;
+  }
+  // Keep only the last `lines` lines.
+  size_t start = buf.size() > 0 ? buf.size() - 1 : 0;
+  int seen = 0;
+  while (start > 0) {
+    if (buf[start - 1] == '\n' && ++seen == lines) break;
+    --start;
+  }
+  if (buf.size() - start > maxBytes) start = buf.size() - maxBytes;
+  return buf.substr(start);
+}
+
+void LogFiles::remove(std::string_view instance) const { ::unlink(pathOf(instance).c_str()); }
+
+}  // namespace hv::supervisor

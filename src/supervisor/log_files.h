@@ -1,0 +1,36 @@
+// LogFiles: where each instance's output goes, and reading it back.
+//
+// The program's stdout and stderr are the log file itself, opened O_APPEND
+// and handed to the child: the program never blocks on a full pipe, and its
+// output keeps flowing when the daemon is restarted or killed. The daemon adds
+// its own lines about the instance ("[hostvisor] started pid 12 on port 20000")
+// to the same file, so one file tells the whole story in order.
+// Thread-compatible: no shared state besides the file system.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace hv::supervisor {
+
+class LogFiles {
+ public:
+  explicit LogFiles(std::string dir) : dir_(std::move(dir)) {}
+
+  std::string pathOf(std::string_view instance) const;
+  // O_WRONLY|O_APPEND|O_CREAT|O_CLOEXEC, mode 0640.
+  Result<UniqueFd> openForAppend(std::string_view instance) const;
+  // Appends "[hostvisor TIMESTAMP] message\n" with one write(2) (atomic for O_APPEND).
+  void appendEvent(std::string_view instance, std::string_view message) const;
+  // The last `lines` lines (at most `maxBytes` bytes of them).
+  Result<std::string> tail(std::string_view instance, int lines, size_t maxBytes = 4 << 20) const;
+  void remove(std::string_view instance) const;
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace hv::supervisor

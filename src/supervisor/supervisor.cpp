@@ -1,0 +1,201 @@
+#include "supervisor/supervisor.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "os/net.h"
+#include "supervisor/supervisor_impl.h"
+#include "supervisor/validation.h"
+
+namespace hv::supervisor {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+Supervisor::Supervisor(asio::io_context& io, store::Database& db, const Clock& clock,
+                       SupervisorOptions options)
+    : io_(io),
+      db_(db),
+      clock_(clock),
+      options_(std::move(options)),
+      ports_(options_.portLo, options_.portHi,
+             options_.portInUse ? options_.portInUse : [](uint16_t p) { return os::tcpPortInUse(p); }),
+      logs_(options_.logDir),
+      daemonUid_(::geteuid()) {}
+
+Supervisor::~Supervisor() = default;
+
+Supervisor::Instance* Supervisor::find(const std::string& name) const {
+  auto it = instances_.find(name);
+  return it == instances_.end() ? nullptr : it->second.get();
+}
+
+InstanceStatus Supervisor::snapshot(const Instance& inst) const {
+  InstanceStatus s;
+  s.spec = inst.spec;
+  s.state = inst.state;
+  s.pid = inst.pid;
+  s.restarts = inst.restarts;
+  s.lastExit = inst.lastExit;
+  s.reason = inst.reason;
+  if (inst.pid > 0) {
+    s.startedAt = inst.startedWall;
+    s.uptimeSeconds =
+        std::chrono::duration_cast<std::chrono::seconds>(clock_.now() - inst.startedAt).count();
+  }
+  return s;
+}
+
+Status Supervisor::persist(const store::InstanceRecord& spec) { return db_.updateInstance(spec); }
+
+Result<InstanceStatus> Supervisor::get(const std::string& name) const {
+  const Instance* inst = find(name);
+  if (!inst) return std::unexpected(notFoundError(name));
+  return snapshot(*inst);
+}
+
+std::vector<InstanceStatus> Supervisor::list() const {
+  std::vector<InstanceStatus> out;
+  out.reserve(instances_.size());
+  for (const auto& [name, inst] : instances_) out.push_back(snapshot(*inst));
+  return out;
+}
+
+// ---- state and waiters ------------------------------------------------------
+
+void Supervisor::setState(Instance& inst, State state, std::string reason) {
+  if (inst.state != state) {
+    spdlog::debug("instance {}: {} -> {}{}{}", inst.spec.name, stateName(inst.state),
+                  stateName(state), reason.empty() ? "" : ": ", reason);
+  }
+  inst.state = state;
+  inst.reason = std::move(reason);
+  notifyWaiters(inst);
+}
+
+void Supervisor::notifyWaiters(Instance& inst) {
+  std::vector<std::unique_ptr<Waiter>> ready;
+  std::erase_if(inst.waiters, [&](std::unique_ptr<Waiter>& w) {
+    const bool met = w->untilStopped ? !isActive(inst.state) : inst.state != State::kStarting;
+    if (met) ready.push_back(std::move(w));
+    return met;
+  });
+  const InstanceStatus status = snapshot(inst);
+  for (auto& w : ready) {
+    if (w->timer) w->timer->cancel();
+    w->done(status);
+  }
+}
+
+void Supervisor::addWaiter(Instance& inst, bool untilStopped, Millis timeout, Done done) {
+  auto w = std::make_unique<Waiter>();
+  w->id = inst.nextWaiter++;
+  w->untilStopped = untilStopped;
+  w->done = std::move(done);
+  w->timer = std::make_unique<asio::steady_timer>(io_, timeout);
+  w->timer->async_wait([this, name = inst.spec.name, id = w->id](error_code ec) {
+    if (ec) return;
+    Instance* inst = find(name);
+    if (!inst) return;
+    auto it = std::find_if(inst->waiters.begin(), inst->waiters.end(),
+                           [&](const auto& w) { return w->id == id; });
+    if (it == inst->waiters.end()) return;
+    std::unique_ptr<Waiter> w = std::move(*it);
+    inst->waiters.erase(it);
+    w->done(snapshot(*inst));
+  });
+  inst.waiters.push_back(std::move(w));
+  notifyWaiters(inst);
+}
+
+void Supervisor::whenSettled(const std::string& name, Millis timeout, Done done) {
+  Instance* inst = find(name);
+  if (!inst) return done(std::unexpected(notFoundError(name)));
+  addWaiter(*inst, false, timeout, std::move(done));
+}
+
+// ---- create, update, remove -------------------------------------------------
+
+Result<InstanceStatus> Supervisor::create(store::InstanceRecord spec, bool start) {
+  if (auto s = validateName(spec.name); !s) return std::unexpected(s.error());
+  if (find(spec.name))
+    return fail(Errc::kConflict, fmt::format("instance '{}' already exists", spec.name));
+  auto account = db_.findAccount(spec.account);
+  if (!account) return std::unexpected(account.error());
+  if (!*account) return fail(Errc::kNotFound, fmt::format("no account named '{}'", spec.account));
+  if ((*account)->maxInstances > 0) {
+    const auto owned = std::count_if(instances_.begin(), instances_.end(), [&](const auto& kv) {
+      return kv.second->spec.account == spec.account;
+    });
+    if (owned >= (*account)->maxInstances)
+      return fail(Errc::kExhausted, fmt::format("account '{}' has reached its limit of {} instances",
+                                                spec.account, (*account)->maxInstances));
+  }
+  if (auto s = validateSpec(spec, **account); !s) return std::unexpected(s.error());
+
+  auto port = ports_.allocate();
+  if (!port) return std::unexpected(port.error());
+  spec.port = *port;
+  spec.wanted = start;
+  spec.createdAt = clock_.wallSeconds();
+  spec.lastPid = 0;
+  spec.lastPidStartTime = 0;
+  if (auto s = db_.insertInstance(spec); !s) {
+    ports_.release(*port);
+    return std::unexpected(s.error());
+  }
+  auto owned = std::make_unique<Instance>(io_);
+  Instance& inst = *owned;
+  inst.spec = std::move(spec);
+  instances_.emplace(inst.spec.name, std::move(owned));
+  spdlog::info("instance {}: created for account {} on port {}", inst.spec.name,
+               inst.spec.account, inst.spec.port);
+  if (start) spawnNow(inst);
+  return snapshot(inst);
+}
+
+Result<InstanceStatus> Supervisor::update(
+    const std::string& name, const std::function<Status(store::InstanceRecord&)>& edit) {
+  Instance* inst = find(name);
+  if (!inst) return std::unexpected(notFoundError(name));
+  store::InstanceRecord next = inst->spec;
+  if (auto s = edit(next); !s) return std::unexpected(s.error());
+  // What the owner may not change through an edit.
+  next.name = inst->spec.name;
+  next.account = inst->spec.account;
+  next.port = inst->spec.port;
+  next.wanted = inst->spec.wanted;
+  next.createdAt = inst->spec.createdAt;
+  next.lastPid = inst->spec.lastPid;
+  next.lastPidStartTime = inst->spec.lastPidStartTime;
+  auto account = db_.findAccount(next.account);
+  if (!account) return std::unexpected(account.error());
+  if (!*account) return fail(Errc::kNotFound, fmt::format("no account named '{}'", next.account));
+  if (auto s = validateSpec(next, **account); !s) return std::unexpected(s.error());
+  if (auto s = persist(next); !s) return std::unexpected(s.error());
+  inst->spec = std::move(next);
+  return snapshot(*inst);
+}
+
+void Supervisor::remove(const std::string& name, std::function<void(Status)> done) {
+  stop(name, [this, name, done = std::move(done)](Result<InstanceStatus> stopped) {
+    if (!stopped) return done(std::unexpected(stopped.error()));
+    Instance* inst = find(name);
+    if (!inst) return done(std::unexpected(notFoundError(name)));
+    if (auto s = db_.deleteInstance(name); !s) return done(s);
+    ports_.release(static_cast<uint16_t>(inst->spec.port));
+    logs_.remove(name);
+    auto waiters = std::move(inst->waiters);
+    instances_.erase(name);
+    for (auto& w : waiters) w->done(std::unexpected(notFoundError(name)));
+    spdlog::info("instance {}: deleted", name);
+    done({});
+  });
+}
+
+}  // namespace hv::supervisor

@@ -1,0 +1,119 @@
+// Supervisor: owns every instance's runtime state and drives its state
+// machine (stopped → starting → running → stopping/backoff/exited/fatal).
+//
+// All methods run on the control io_context's thread (the API posts to it);
+// nothing here locks. Process exits arrive as pidfd readiness on that
+// io_context, restarts and grace periods as timers: no polling. Every change
+// the owner asks for is written to the store first; if that fails, nothing
+// in memory changes. Status comes from memory, never from the database.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/result.h"
+#include "store/database.h"
+#include "supervisor/instance_state.h"
+#include "supervisor/log_files.h"
+#include "supervisor/port_pool.h"
+#include "supervisor/restart_policy.h"
+
+namespace hv::supervisor {
+
+struct SupervisorOptions {
+  std::string logDir;
+  uint16_t portLo = 20000;
+  uint16_t portHi = 29999;
+  PortPool::InUseProbe portInUse;  // default: os::tcpPortInUse
+  RestartParams restart;           // mode and startSecs are taken per instance
+};
+
+// A snapshot of one instance, for the API.
+struct InstanceStatus {
+  store::InstanceRecord spec;
+  State state = State::kStopped;
+  int pid = 0;                       // 0 = no process
+  int restarts = 0;                  // automatic restarts since create
+  int64_t startedAt = 0;             // wall seconds of the current process start
+  int64_t uptimeSeconds = 0;
+  std::optional<ExitInfo> lastExit;  // how the last process ended
+  std::string reason;                // why it is in this state
+};
+
+class Supervisor {
+ public:
+  using Done = std::function<void(Result<InstanceStatus>)>;
+
+  Supervisor(boost::asio::io_context& io, store::Database& db, const Clock& clock,
+             SupervisorOptions options);
+  ~Supervisor();
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  // Loads instances from the store: re-adopts processes still running from
+  // an earlier daemon, starts those that want to run and autostart.
+  Status load();
+
+  // Validates, assigns a port, persists, and starts it if `start`.
+  Result<InstanceStatus> create(store::InstanceRecord spec, bool start);
+  // `edit` changes a copy of the spec; name, account and port are kept.
+  // The new spec applies from the next start.
+  Result<InstanceStatus> update(const std::string& name,
+                                const std::function<Status(store::InstanceRecord&)>& edit);
+  // Stops it (whole process group), deletes it, frees its port and log.
+  void remove(const std::string& name, std::function<void(Status)> done);
+
+  Result<InstanceStatus> start(const std::string& name);
+  void stop(const std::string& name, Done done);       // done once it has stopped
+  void restart(const std::string& name, Done done);    // done once it has started
+  // Calls done when the instance is no longer `starting`, or after `timeout`.
+  void whenSettled(const std::string& name, Millis timeout, Done done);
+  // Stops every instance (daemon shutdown with stop_instances).
+  void stopAll(std::function<void()> done);
+
+  Result<InstanceStatus> get(const std::string& name) const;
+  std::vector<InstanceStatus> list() const;  // ordered by name
+  const LogFiles& logs() const { return logs_; }
+
+ private:
+  struct Instance;
+  struct Waiter;
+
+  Instance* find(const std::string& name) const;
+  InstanceStatus snapshot(const Instance& inst) const;
+  Status persist(const store::InstanceRecord& spec);
+  void setState(Instance& inst, State state, std::string reason);
+  void notifyWaiters(Instance& inst);
+  void addWaiter(Instance& inst, bool untilStopped, Millis timeout, Done done);
+
+  // Lifecycle (supervisor_lifecycle.cpp).
+  bool adopt(Instance& inst);  // false if its last process is gone
+  void spawnNow(Instance& inst);
+  void watchExit(Instance& inst);
+  void onExit(const std::string& name, uint64_t run);
+  void handleExit(Instance& inst, const ExitInfo& exit);
+  void stopInstance(Instance& inst, Done done);
+  void beginStop(Instance& inst);
+  void signalGroup(Instance& inst, int sig);
+  // One timer per instance: arming it cancels the previous callback.
+  void armTimer(Instance& inst, Millis delay, std::function<void(Instance&)> then);
+
+  boost::asio::io_context& io_;
+  store::Database& db_;
+  const Clock& clock_;
+  SupervisorOptions options_;
+  PortPool ports_;
+  LogFiles logs_;
+  uid_t daemonUid_;
+  uint64_t nextRun_ = 1;
+  std::map<std::string, std::unique_ptr<Instance>> instances_;
+};
+
+}  // namespace hv::supervisor

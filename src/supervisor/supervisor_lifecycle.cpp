@@ -1,0 +1,307 @@
+// The process half of Supervisor: load and re-adoption, start, exit, stop.
+#include <fmt/format.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <random>
+
+#include "os/process.h"
+#include "os/spawn.h"
+#include "supervisor/proc_time.h"
+#include "supervisor/spawn_plan.h"
+#include "supervisor/supervisor_impl.h"
+#include "supervisor/validation.h"
+
+namespace hv::supervisor {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+
+double jitter() {
+  static thread_local std::minstd_rand rng{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+std::string signalName(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
+}
+
+}  // namespace
+
+Status Supervisor::load() {
+  auto rows = db_.listInstances();
+  if (!rows) return std::unexpected(rows.error());
+  for (auto& row : *rows) {
+    ports_.reserve(static_cast<uint16_t>(row.port));
+    auto owned = std::make_unique<Instance>(io_);
+    Instance& inst = *owned;
+    inst.spec = std::move(row);
+    instances_.emplace(inst.spec.name, std::move(owned));
+    if (inst.spec.lastPid > 0 && adopt(inst)) continue;
+    if (inst.spec.wanted && inst.spec.autostart) spawnNow(inst);
+  }
+  spdlog::info("loaded {} instances", instances_.size());
+  return {};
+}
+
+bool Supervisor::adopt(Instance& inst) {
+  const int pid = inst.spec.lastPid;
+  const auto startTime = os::processStartTime(pid);
+  auto pidfd = startTime && *startTime == inst.spec.lastPidStartTime
+                   ? os::openPidfd(pid)
+                   : Result<UniqueFd>(fail(Errc::kNotFound, "gone"));
+  if (!pidfd) {
+    inst.spec.lastPid = 0;
+    inst.spec.lastPidStartTime = 0;
+    if (auto s = persist(inst.spec); !s) spdlog::error("instance {}: {}", inst.spec.name, s.error().message);
+    logs_.appendEvent(inst.spec.name, fmt::format("pid {} ended while the daemon was down", pid));
+    return false;
+  }
+  inst.run = nextRun_++;
+  inst.pid = pid;
+  inst.ownChild = false;
+  inst.pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, pidfd->release());
+  inst.startedWall = startTicksToWallSeconds(*startTime);
+  inst.startedAt = clock_.now() - std::chrono::seconds(
+                                      std::max<int64_t>(0, clock_.wallSeconds() - inst.startedWall));
+  watchExit(inst);
+  setState(inst, State::kRunning, "re-adopted after a daemon restart");
+  logs_.appendEvent(inst.spec.name, fmt::format("re-adopted pid {} after a daemon restart", pid));
+  spdlog::info("instance {}: re-adopted pid {}", inst.spec.name, pid);
+  return true;
+}
+
+Result<InstanceStatus> Supervisor::start(const std::string& name) {
+  Instance* inst = find(name);
+  if (!inst) return std::unexpected(notFoundError(name));
+  if (!inst->spec.wanted) {
+    inst->spec.wanted = true;
+    if (auto s = persist(inst->spec); !s) {
+      inst->spec.wanted = false;
+      return std::unexpected(s.error());
+    }
+  }
+  switch (inst->state) {
+    case State::kStarting:
+    case State::kRunning:
+      break;
+    case State::kStopping:
+      inst->startAfterStop = true;
+      break;
+    case State::kBackoff:
+    case State::kStopped:
+    case State::kExited:
+    case State::kFatal:
+      inst->quickFailures = 0;
+      spawnNow(*inst);
+      break;
+  }
+  return snapshot(*inst);
+}
+
+void Supervisor::spawnNow(Instance& inst) {
+  ++inst.timerGen;
+  inst.timer.cancel();
+  const std::string& name = inst.spec.name;
+  auto failStart = [&](const Error& e) {
+    const std::string reason = "cannot start: " + e.message;
+    logs_.appendEvent(name, reason);
+    spdlog::warn("instance {}: {}", name, reason);
+    setState(inst, State::kFatal, reason);
+  };
+  auto account = db_.findAccount(inst.spec.account);
+  if (!account) return failStart(account.error());
+  if (!*account) return failStart(Error::make(Errc::kNotFound, "its account no longer exists"));
+  if (auto s = validateCommand(inst.spec.command, **account); !s) return failStart(s.error());
+  auto logFd = logs_.openForAppend(name);
+  if (!logFd) return failStart(logFd.error());
+
+  os::SpawnRequest req = planSpawn(inst.spec, **account, (*account)->uid != daemonUid_);
+  req.stdoutFd = logFd->get();
+  req.stderrFd = logFd->get();
+  auto child = os::spawn(req);
+  if (!child) {
+    Error e = child.error();
+    e.message = fmt::format("spawn failed at {}: {}", e.step, e.message);
+    if (e.code == Errc::kInvalidArgument) return failStart(e);
+    // A passing failure (EAGAIN, ENOMEM): count it as a quick crash.
+    logs_.appendEvent(name, e.message);
+    inst.lastExit = ExitInfo{false, 127, Millis(0)};
+    return handleExit(inst, *inst.lastExit);
+  }
+  inst.run = nextRun_++;
+  inst.pid = child->pid;
+  inst.ownChild = true;
+  inst.pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, child->pidfd.release());
+  inst.startedAt = clock_.now();
+  inst.startedWall = clock_.wallSeconds();
+  inst.spec.lastPid = child->pid;
+  inst.spec.lastPidStartTime = os::processStartTime(child->pid).value_or(0);
+  if (auto s = persist(inst.spec); !s)
+    spdlog::error("instance {}: cannot record pid {}: {}", name, child->pid, s.error().message);
+  logs_.appendEvent(name, fmt::format("started pid {} on port {}", child->pid, inst.spec.port));
+  watchExit(inst);
+  if (inst.spec.startSecs == 0) {
+    setState(inst, State::kRunning, inst.restarts > 0 ? inst.reason : "");
+    return;
+  }
+  setState(inst, State::kStarting, "");
+  armTimer(inst, Millis(inst.spec.startSecs * 1000), [this](Instance& i) {
+    if (i.state == State::kStarting) setState(i, State::kRunning, "");
+  });
+}
+
+void Supervisor::armTimer(Instance& inst, Millis delay, std::function<void(Instance&)> then) {
+  const uint64_t gen = ++inst.timerGen;
+  inst.timer.expires_after(delay);
+  inst.timer.async_wait([this, name = inst.spec.name, gen, then = std::move(then)](error_code ec) {
+    Instance* i = find(name);
+    if (ec || !i || i->timerGen != gen) return;
+    then(*i);
+  });
+}
+
+void Supervisor::watchExit(Instance& inst) {
+  inst.pidfd->async_wait(asio::posix::descriptor_base::wait_read,
+                         [this, name = inst.spec.name, run = inst.run](error_code ec) {
+                           if (!ec) onExit(name, run);
+                         });
+}
+
+void Supervisor::onExit(const std::string& name, uint64_t run) {
+  Instance* found = find(name);
+  if (!found || found->run != run || !found->pidfd) return;
+  Instance& inst = *found;
+  ExitInfo exit{false, -1, Millis(0)};
+  if (inst.ownChild) {
+    auto status = os::reap(inst.pidfd->native_handle());
+    if (status && !*status) return watchExit(inst);  // spurious wake-up: still running
+    if (status) exit = ExitInfo{(*status)->signaled, (*status)->code, Millis(0)};
+  }
+  exit.uptime = std::chrono::duration_cast<Millis>(clock_.now() - inst.startedAt);
+  // Whatever the program left behind in its process group goes with it.
+  signalGroup(inst, SIGKILL);
+  inst.pidfd.reset();
+  inst.pid = 0;
+  inst.lastExit = exit;
+  inst.spec.lastPid = 0;
+  inst.spec.lastPidStartTime = 0;
+  if (auto s = persist(inst.spec); !s) spdlog::error("instance {}: {}", name, s.error().message);
+  handleExit(inst, exit);
+}
+
+void Supervisor::handleExit(Instance& inst, const ExitInfo& exit) {
+  const std::string& name = inst.spec.name;
+  if (inst.state == State::kStopping) {
+    ++inst.timerGen;
+    inst.timer.cancel();
+    logs_.appendEvent(name, "stopped: " + describeExit(exit));
+    if (std::exchange(inst.startAfterStop, false)) {
+      inst.quickFailures = 0;
+      return spawnNow(inst);
+    }
+    return setState(inst, State::kStopped, "stopped by request");
+  }
+  RestartParams params = options_.restart;
+  params.mode = inst.spec.restart;
+  params.startSecs = Millis(inst.spec.startSecs * 1000);
+  const Decision d = decide(params, exit, inst.quickFailures, jitter());
+  inst.quickFailures = d.quickFailures;
+  logs_.appendEvent(name, d.reason);
+  spdlog::info("instance {}: {}", name, d.reason);
+  switch (d.action) {
+    case Action::kExited:
+      return setState(inst, State::kExited, d.reason);
+    case Action::kFatal:
+      return setState(inst, State::kFatal, d.reason);
+    case Action::kRestart:
+      ++inst.restarts;
+      inst.reason = d.reason;
+      if (d.delay.count() == 0) return spawnNow(inst);
+      setState(inst, State::kBackoff, d.reason);
+      armTimer(inst, d.delay, [this](Instance& i) {
+        if (i.state == State::kBackoff) spawnNow(i);
+      });
+  }
+}
+
+void Supervisor::stop(const std::string& name, Done done) {
+  Instance* inst = find(name);
+  if (!inst) return done(std::unexpected(notFoundError(name)));
+  if (inst->spec.wanted) {
+    inst->spec.wanted = false;
+    if (auto s = persist(inst->spec); !s) {
+      inst->spec.wanted = true;
+      return done(std::unexpected(s.error()));
+    }
+  }
+  inst->startAfterStop = false;
+  stopInstance(*inst, std::move(done));
+}
+
+void Supervisor::stopInstance(Instance& inst, Done done) {
+  switch (inst.state) {
+    case State::kStarting:
+    case State::kRunning:
+      beginStop(inst);
+      [[fallthrough]];
+    case State::kStopping:
+      return addWaiter(inst, true, Millis(inst.spec.stopGraceMs + 5000), std::move(done));
+    case State::kBackoff:
+    case State::kExited:
+    case State::kFatal:
+      ++inst.timerGen;
+      inst.timer.cancel();
+      setState(inst, State::kStopped, "stopped by request");
+      [[fallthrough]];
+    case State::kStopped:
+      return done(snapshot(inst));
+  }
+}
+
+void Supervisor::beginStop(Instance& inst) {
+  setState(inst, State::kStopping, "sent " + signalName(inst.spec.stopSignal));
+  signalGroup(inst, inst.spec.stopSignal);
+  armTimer(inst, Millis(inst.spec.stopGraceMs), [this](Instance& i) {
+    if (i.state != State::kStopping) return;
+    logs_.appendEvent(i.spec.name, fmt::format("still running {}ms after {}; sending SIGKILL",
+                                               i.spec.stopGraceMs, signalName(i.spec.stopSignal)));
+    signalGroup(i, SIGKILL);
+  });
+}
+
+void Supervisor::signalGroup(Instance& inst, int sig) {
+  if (inst.pid <= 0) return;
+  // The program leads its own session (setsid), so its pid is its group id.
+  // The leader is not reaped yet (or its pidfd pins it), so the id is not reused.
+  (void)os::signalProcessGroup(inst.pid, sig);
+  if (inst.pidfd) (void)os::sendSignal(inst.pidfd->native_handle(), sig);
+}
+
+void Supervisor::restart(const std::string& name, Done done) {
+  stop(name, [this, name, done = std::move(done)](Result<InstanceStatus> stopped) {
+    if (!stopped) return done(stopped);
+    done(start(name));
+  });
+}
+
+void Supervisor::stopAll(std::function<void()> done) {
+  auto pending = std::make_shared<size_t>(1);
+  auto finish = [pending, done = std::move(done)](const Result<InstanceStatus>&) {
+    if (--*pending == 0) done();
+  };
+  for (auto& [name, inst] : instances_) {
+    if (!isActive(inst->state)) continue;
+    ++*pending;
+    inst->startAfterStop = false;
+    stopInstance(*inst, finish);  // keeps `wanted`: they come back at the next start
+  }
+  finish(InstanceStatus{});
+}
+
+}  // namespace hv::supervisor

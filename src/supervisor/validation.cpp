@@ -1,0 +1,163 @@
+#include "supervisor/validation.h"
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace hv::supervisor {
+namespace {
+
+bool isLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+bool isAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+
+Status invalid(std::string message) { return fail(Errc::kInvalidArgument, std::move(message)); }
+
+Status validateHost(std::string_view host) {
+  if (host.size() > 253) return invalid("route host is longer than 253 characters");
+  size_t colon = host.find(':');
+  std::string_view name = host.substr(0, colon);
+  if (name.empty()) return invalid(fmt::format("route '{}' has an empty host", host));
+  for (char c : name) {
+    if (!isLowerAlnum(c) && c != '-' && c != '.' && c != '*' && !(c >= 'A' && c <= 'Z'))
+      return invalid(fmt::format("route host '{}' has an invalid character '{}'", name, c));
+  }
+  if (colon != std::string_view::npos) {
+    std::string_view port = host.substr(colon + 1);
+    if (port.empty() || port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(), isDigit) || std::stoi(std::string(port)) > 65535)
+      return invalid(fmt::format("route host '{}' has an invalid port", host));
+  }
+  return {};
+}
+
+Status validatePath(std::string_view path, std::string_view route) {
+  for (char c : path) {
+    const bool ok = isAlpha(c) || isDigit(c) || std::strchr("/-._~%!$&'()*+,;=:@", c);
+    if (!ok || c == '\0')
+      return invalid(fmt::format("route '{}' has a character not allowed in a path: '{}'", route, c));
+  }
+  if (path.find("/../") != std::string_view::npos || path.ends_with("/..") ||
+      path.find("//") != std::string_view::npos)
+    return invalid(fmt::format("route '{}' has an empty or '..' path segment", route));
+  return {};
+}
+
+}  // namespace
+
+Status validateName(std::string_view name) {
+  if (name.empty()) return invalid("instance name is empty");
+  if (name.size() > 63)
+    return invalid(fmt::format("instance name '{}' is longer than 63 characters", name));
+  if (!isLowerAlnum(name[0]))
+    return invalid(fmt::format(
+        "instance name '{}' must start with a lowercase letter or a digit", name));
+  for (char c : name) {
+    if (!isLowerAlnum(c) && c != '-' && c != '_')
+      return invalid(fmt::format("instance name '{}' may contain only a-z, 0-9, '-' and '_'", name));
+  }
+  return {};
+}
+
+Status validateEnvName(std::string_view name) {
+  if (name.empty()) return invalid("environment variable name is empty");
+  if (!isAlpha(name[0]) && name[0] != '_')
+    return invalid(fmt::format("environment variable name '{}' must start with a letter or '_'", name));
+  for (char c : name) {
+    if (!isAlpha(c) && !isDigit(c) && c != '_')
+      return invalid(fmt::format(
+          "environment variable name '{}' may contain only letters, digits and '_'", name));
+  }
+  if (name == "PORT")
+    return invalid("environment variable PORT is reserved: hostvisor sets it to the assigned port");
+  return {};
+}
+
+Status validateRoute(std::string_view route) {
+  if (route.empty()) return {};
+  if (route.size() > 1024) return invalid("route is longer than 1024 characters");
+  size_t slash = route.find('/');
+  if (slash == std::string_view::npos)
+    return invalid(fmt::format("route '{}' needs a path: write HOST/PATH or /PATH", route));
+  if (slash > 0) {
+    if (auto s = validateHost(route.substr(0, slash)); !s) return s;
+  }
+  return validatePath(route.substr(slash), route);
+}
+
+std::string_view restartModeName(store::RestartMode mode) {
+  switch (mode) {
+    case store::RestartMode::kAlways: return "always";
+    case store::RestartMode::kOnFailure: return "on-failure";
+    case store::RestartMode::kNever: return "never";
+  }
+  return "on-failure";
+}
+
+Result<store::RestartMode> parseRestartMode(std::string_view mode) {
+  if (mode == "always") return store::RestartMode::kAlways;
+  if (mode == "on-failure") return store::RestartMode::kOnFailure;
+  if (mode == "never") return store::RestartMode::kNever;
+  return fail(Errc::kInvalidArgument,
+              fmt::format("restart policy '{}' is not one of always, on-failure, never", mode));
+}
+
+Status validateRestartMode(std::string_view mode) {
+  auto r = parseRestartMode(mode);
+  if (!r) return std::unexpected(r.error());
+  return {};
+}
+
+Status validateCommand(const std::string& path, const store::AccountRecord& account) {
+  if (path.empty()) return invalid("command is empty");
+  if (path[0] != '/')
+    return invalid(fmt::format("command '{}' is not an absolute path; write it from / (e.g. {}/{})",
+                               path, account.home, path));
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return invalid(fmt::format("command {} cannot be used: {}", path, std::strerror(errno)));
+  if (!S_ISREG(st.st_mode)) return invalid(fmt::format("command {} is not a regular file", path));
+  mode_t xbit = S_IXOTH;
+  if (st.st_uid == account.uid) xbit = S_IXUSR;
+  else if (st.st_gid == account.gid) xbit = S_IXGRP;
+  const bool executable = account.uid == 0 ? (st.st_mode & 0111) != 0 : (st.st_mode & xbit) != 0;
+  if (!executable)
+    return invalid(fmt::format("command {} is not executable by user {} (mode {:04o}); run: chmod u+x {}",
+                               path, account.user, st.st_mode & 07777, path));
+  return {};
+}
+
+Status validateCwd(const std::string& dir) {
+  if (dir.empty()) return {};
+  if (dir[0] != '/') return invalid(fmt::format("working directory '{}' is not an absolute path", dir));
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0)
+    return invalid(fmt::format("working directory {} cannot be used: {}", dir, std::strerror(errno)));
+  if (!S_ISDIR(st.st_mode)) return invalid(fmt::format("working directory {} is not a directory", dir));
+  return {};
+}
+
+Status validateSpec(const store::InstanceRecord& spec, const store::AccountRecord& account) {
+  if (auto s = validateName(spec.name); !s) return s;
+  for (const auto& [k, v] : spec.env) {
+    if (auto s = validateEnvName(k); !s) return s;
+    if (v.find('\0') != std::string::npos) return invalid(fmt::format("environment variable {} contains a NUL byte", k));
+  }
+  for (const auto& a : spec.args) {
+    if (a.find('\0') != std::string::npos) return invalid("an argument contains a NUL byte");
+  }
+  if (auto s = validateRoute(spec.route); !s) return s;
+  if (spec.startSecs < 0 || spec.startSecs > 3600) return invalid("start_secs must be between 0 and 3600");
+  if (spec.stopSignal < 1 || spec.stopSignal > 64) return invalid("stop_signal must be a signal number from 1 to 64");
+  if (spec.stopGraceMs < 0 || spec.stopGraceMs > 3'600'000) return invalid("stop_grace_ms must be between 0 and 3600000");
+  if (spec.memoryBytes < 0) return invalid("memory must not be negative");
+  if (spec.cpuPercent < 0 || spec.cpuPercent > 100 * 1024) return invalid("cpu must be a percentage of one core, 0-102400");
+  if (spec.maxProcs < 0) return invalid("procs must not be negative");
+  if (auto s = validateCommand(spec.command, account); !s) return s;
+  return validateCwd(spec.cwd);
+}
+
+}  // namespace hv::supervisor

@@ -1,0 +1,83 @@
+#include "supervisor/validation.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+namespace hv::supervisor {
+namespace {
+
+TEST(Validation, InstanceNames) {
+  for (const char* ok : {"web", "a", "chat-1", "x_y", "0day"}) EXPECT_TRUE(validateName(ok)) << ok;
+  for (const char* bad : {"", "Bad", "-x", "_x", "a/b", "a b", "a.b"})
+    EXPECT_FALSE(validateName(bad)) << bad;
+  EXPECT_TRUE(validateName(std::string(63, 'a')));
+  EXPECT_FALSE(validateName(std::string(64, 'a')));
+}
+
+TEST(Validation, EnvNamesAndReservedPort) {
+  EXPECT_TRUE(validateEnvName("NODE_ENV"));
+  EXPECT_TRUE(validateEnvName("_x1"));
+  EXPECT_FALSE(validateEnvName("1X"));
+  EXPECT_FALSE(validateEnvName("A-B"));
+  auto port = validateEnvName("PORT");
+  ASSERT_FALSE(port);
+  EXPECT_NE(port.error().message.find("reserved"), std::string::npos);
+}
+
+TEST(Validation, Routes) {
+  for (const char* ok : {"", "/", "/ws/", "chat.example.com/ws/", "localhost:8080/x", "*.example.com/"})
+    EXPECT_TRUE(validateRoute(ok)) << ok;
+  for (const char* bad : {"ws", "chat.example.com", "/a b", "/a/../b", "bad_host!/x", "/x?y", "h:99999/"})
+    EXPECT_FALSE(validateRoute(bad)) << bad;
+}
+
+class CommandValidation : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/hv-validation-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    account_.user = "someone";
+    account_.uid = 4242;
+    account_.gid = 4242;
+    account_.home = dir_;
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+  std::string write(const std::string& name, mode_t mode) {
+    std::string path = dir_ + "/" + name;
+    std::ofstream(path) << "#!/bin/sh\n";
+    ::chmod(path.c_str(), mode);
+    return path;
+  }
+  std::string dir_;
+  store::AccountRecord account_;
+};
+
+TEST_F(CommandValidation, AcceptsAnExecutableFile) {
+  EXPECT_TRUE(validateCommand(write("ok.sh", 0755), account_));
+}
+
+TEST_F(CommandValidation, RejectsWithAMessageThatSaysHowToFixIt) {
+  auto relative = validateCommand("srv.sh", account_);
+  ASSERT_FALSE(relative);
+  EXPECT_NE(relative.error().message.find("not an absolute path"), std::string::npos);
+
+  auto missing = validateCommand(dir_ + "/nope", account_);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("No such file"), std::string::npos);
+
+  auto dir = validateCommand(dir_, account_);
+  ASSERT_FALSE(dir);
+  EXPECT_NE(dir.error().message.find("not a regular file"), std::string::npos);
+
+  std::string path = write("plain.sh", 0644);
+  auto plain = validateCommand(path, account_);
+  ASSERT_FALSE(plain);
+  EXPECT_EQ(plain.error().code, Errc::kInvalidArgument);
+  EXPECT_NE(plain.error().message.find("chmod u+x " + path), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hv::supervisor
