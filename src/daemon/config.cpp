@@ -20,9 +20,11 @@ std::string where(const toml::node& node, const std::string& source) {
 Status checkKeys(const toml::table& table, const std::set<std::string_view>& allowed,
                  const std::string& section, const std::string& source) {
   for (const auto& [key, node] : table) {
+    (void)node;
     if (!allowed.contains(key.str()))
       return fail(Errc::kInvalidArgument,
-                  fmt::format("{}: unknown key '{}{}'", where(node, source), section, key.str()));
+                  fmt::format("{}:{}:{}: unknown key '{}{}'", source, key.source().begin.line,
+                              key.source().begin.column, section, key.str()));
   }
   return {};
 }

@@ -30,7 +30,8 @@ TEST(RestartPolicy, DecisionTable) {
       {RestartMode::kAlways, code(0, 5000), 0, Action::kRestart, 0, 0},
       {RestartMode::kAlways, code(0, 10), 0, Action::kRestart, 100, 1},
       {RestartMode::kOnFailure, code(1, 10), 1, Action::kRestart, 200, 2},
-      {RestartMode::kOnFailure, code(1, 10), 3, Action::kFatal, 0, 4 + 1},
+      {RestartMode::kOnFailure, code(1, 10), 3, Action::kRestart, 800, 4},
+      {RestartMode::kOnFailure, code(1, 10), 4, Action::kFatal, 0, 5},
   };
   for (const Row& r : rows) {
     RestartParams p;
