@@ -7,6 +7,7 @@
 #include <boost/url/parse.hpp>
 
 #include "api/instance_json.h"
+#include "api/log_stream.h"
 #include "api/metrics.h"
 #include "api/wire/wire.h"
 #include "base/strings.h"
@@ -75,17 +76,46 @@ void Api::handle(const Request& req, const Peer& peer, Respond respond) {
   if (!isMetrics && (seg.size() < 2 || seg[0] != "api" || seg[1] != "v1"))
     return call.sendError(404, "not_found", fmt::format("no such endpoint: {}", req.target()));
 
-  Peer who = peer;
-  who.authorization = std::string(req[http::field::authorization]);
-  auto accounts = db_.listAccounts();
-  if (!accounts) return call.sendError(accounts.error());
-  auto caller = auth_.identify(who, *accounts);
+  auto caller = authenticate(req, peer);
   if (!caller) return call.sendError(caller.error());
   if (isMetrics) {
     if (!caller->admin) return call.sendError(403, "forbidden", "/metrics is for the admin");
     return metrics(call);
   }
   handleApi(call, *caller);
+}
+
+Result<Caller> Api::authenticate(const Request& req, const Peer& peer) {
+  Peer who = peer;
+  who.authorization = std::string(req[http::field::authorization]);
+  auto accounts = db_.listAccounts();
+  if (!accounts) return std::unexpected(accounts.error());
+  return auth_.identify(who, *accounts);
+}
+
+std::expected<LogFollowTarget, Response> Api::logFollowTarget(const Request& req, const Peer& peer) {
+  auto refuse = [&](int status, std::string_view code, std::string_view message) {
+    return std::unexpected(errorResponse(req.version(), status, code, message));
+  };
+  auto url = boost::urls::parse_origin_form(req.target());
+  if (!url) return refuse(400, "invalid_argument", "the request target is not a valid path");
+  std::vector<std::string> seg;
+  for (auto s : url->segments()) seg.push_back(s);
+  if (seg.size() != 5 || seg[0] != "api" || seg[1] != "v1" || seg[2] != "instances" || seg[4] != "logs")
+    return refuse(404, "not_found", "WebSocket upgrades are served on /api/v1/instances/{name}/logs only");
+  auto caller = authenticate(req, peer);
+  if (!caller) return refuse(wire::httpStatusOf(caller.error().code), errcName(caller.error().code), caller.error().message);
+  auto found = supervisor_.get(seg[3]);
+  if (!found || !caller->owns(found->spec.account))
+    return refuse(404, "not_found", fmt::format("no instance named '{}'", seg[3]));
+  LogFollowTarget target{&supervisor_.logs(), seg[3], 100};
+  if (auto n = url->params().find("n"); n != url->params().end()) {
+    long long lines = 0;
+    if (!(*n).has_value || !parseInt((*n).value, 0, 1'000'000, &lines))
+      return refuse(400, "invalid_argument", "n must be a whole number from 0 to 1000000");
+    target.lines = static_cast<int>(lines);
+  }
+  return target;
 }
 
 void Api::handleApi(Call& call, const Caller& caller) {

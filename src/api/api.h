@@ -25,12 +25,18 @@ struct ApiHooks {
   std::function<void(bool stopInstances)> shutdown;
 };
 
+struct LogFollowTarget;  // log_stream.h
+
 class Api {
  public:
   Api(supervisor::Supervisor& supervisor, store::Database& db, Authenticator auth, ApiHooks hooks)
       : supervisor_(supervisor), db_(db), auth_(std::move(auth)), hooks_(std::move(hooks)) {}
 
   void handle(const Request& req, const Peer& peer, Respond respond);
+
+  // For a WebSocket upgrade: which log the caller may follow, or why not
+  // (an error response to send instead).
+  std::expected<LogFollowTarget, Response> logFollowTarget(const Request& req, const Peer& peer);
 
   // For errors found before a request reaches handle() (parse errors, limits).
   static Response errorResponse(unsigned version, int status, std::string_view code,
@@ -39,6 +45,7 @@ class Api {
  private:
   struct Call;
 
+  Result<Caller> authenticate(const Request& req, const Peer& peer);
   void handleApi(Call& call, const Caller& caller);
   void handleInstance(Call& call, const Caller& caller, const std::string& name,
                       const std::string& action);

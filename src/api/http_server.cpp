@@ -11,6 +11,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+
+#include "api/log_stream.h"
 
 #include "base/strings.h"
 
@@ -62,6 +65,11 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
       return write(Api::errorResponse(11, 431, "invalid_argument",
                                       fmt::format("the request head is larger than {} bytes", shared_->limits.headerBytes)));
     if (ec) return write(Api::errorResponse(11, 400, "invalid_argument", "malformed HTTP request: " + ec.message()));
+    if (beast::websocket::is_upgrade(parser_->get())) {
+      auto target = shared_->api.logFollowTarget(parser_->get(), peer_);
+      if (!target) return write(std::move(target.error()));
+      return startLogStream(std::move(stream_), parser_->get(), std::move(*target));
+    }
     stream_.expires_never();  // a stop may take its grace period to answer
     shared_->api.handle(parser_->get(), peer_, [self = this->shared_from_this()](Response res) {
       self->write(std::move(res));

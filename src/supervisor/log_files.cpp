@@ -30,15 +30,17 @@ void LogFiles::appendEvent(std::string_view instance, std::string_view message) 
   (void)!::write(fd->get(), line.data(), line.size());
 }
 
-Result<std::string> LogFiles::tail(std::string_view instance, int lines, size_t maxBytes) const {
+Result<std::string> LogFiles::tail(std::string_view instance, int lines, off_t end,
+                                   size_t maxBytes) const {
   const std::string path = pathOf(instance);
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
     if (errno == ENOENT) return std::string();
     return failErrno("open log " + path, errno);
   }
-  const off_t size = ::lseek(fd.get(), 0, SEEK_END);
+  off_t size = ::lseek(fd.get(), 0, SEEK_END);
   if (size < 0) return failErrno("seek log " + path, errno);
+  if (end >= 0 && end < size) size = end;
   if (lines <= 0) return std::string();
 
   // Read backwards in chunks until enough newlines are seen. A trailing

@@ -8,6 +8,8 @@
 // Thread-compatible: no shared state besides the file system.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <string_view>
 
@@ -25,8 +27,10 @@ class LogFiles {
   Result<UniqueFd> openForAppend(std::string_view instance) const;
   // Appends "[hostvisor TIMESTAMP] message\n" with one write(2) (atomic for O_APPEND).
   void appendEvent(std::string_view instance, std::string_view message) const;
-  // The last `lines` lines (at most `maxBytes` bytes of them).
-  Result<std::string> tail(std::string_view instance, int lines, size_t maxBytes = 4 << 20) const;
+  // The last `lines` lines (at most `maxBytes` bytes of them) of the first
+  // `end` bytes of the log (end < 0: the whole file).
+  Result<std::string> tail(std::string_view instance, int lines, off_t end = -1,
+                           size_t maxBytes = 4 << 20) const;
   void remove(std::string_view instance) const;
 
  private:

@@ -31,6 +31,12 @@ TEST_F(LogFilesTest, TailReturnsTheLastLines) {
   EXPECT_EQ(logs.tail("web", 0).value(), "");
 }
 
+TEST_F(LogFilesTest, TailCanStopAtAnOffset) {
+  write("one\ntwo\nthree\n");
+  EXPECT_EQ(LogFiles(dir_).tail("web", 1, 8).value(), "two\n");
+  EXPECT_EQ(LogFiles(dir_).tail("web", 5, 0).value(), "");
+}
+
 TEST_F(LogFilesTest, TailKeepsAPartialLastLine) {
   write("one\ntwo\nthr");
   EXPECT_EQ(LogFiles(dir_).tail("web", 2).value(), "two\nthr");

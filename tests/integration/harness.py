@@ -12,6 +12,8 @@ with a deadline is used.
 Python 3 standard library only.
 """
 
+import atexit
+import faulthandler
 import http.client
 import json
 import os
@@ -21,6 +23,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -47,6 +50,45 @@ STATES = {"stopped", "starting", "running", "backoff", "stopping", "exited", "fa
 
 class HarnessError(AssertionError):
     """A wait or a daemon start that did not happen in time (a test failure)."""
+
+
+# --------------------------------------------------------------------------
+# Watchdog: every wait is bounded, but should a test still hang, clean up
+# before ctest's TIMEOUT (240 s) kills this process and orphans a daemon and
+# its instances. SIGTERM/SIGINT clean up too.
+# --------------------------------------------------------------------------
+
+_LIVE = set()            # Daemons not yet cleaned up
+BUDGET = float(os.environ.get("HV_TEST_BUDGET", "225"))
+
+
+def _cleanup_all():
+    for d in list(_LIVE):
+        try:
+            d.cleanup()
+        except Exception as e:  # keep cleaning the others
+            sys.stderr.write("harness: cleanup failed: %r\n" % (e,))
+
+
+def _watchdog():
+    sys.stderr.write("harness: the file ran over its %.0f s budget; tracebacks:\n" % BUDGET)
+    faulthandler.dump_traceback(all_threads=True)
+    _cleanup_all()
+    os._exit(1)
+
+
+def _on_signal(signum, _frame):
+    _cleanup_all()
+    os._exit(128 + signum)
+
+
+_timer = threading.Timer(BUDGET, _watchdog)
+_timer.daemon = True
+_timer.start()
+atexit.register(_cleanup_all)
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
 
 
 # --------------------------------------------------------------------------
@@ -340,6 +382,7 @@ class Daemon:
         # inside the real home and also given to the daemon as $HOME.
         self.home = tempfile.mkdtemp(prefix="hv-it-home-", dir=real_home())
         os.chmod(self.home, 0o755)
+        _LIVE.add(self)
         self.proc = None
         self.stderr_lines = []
         self._stderr_lock = threading.Lock()
@@ -466,6 +509,7 @@ class Daemon:
 
     def cleanup(self):
         """Always runs: shutdown with instances, then kill leftovers, then rm."""
+        _LIVE.discard(self)
         try:
             if self.alive():
                 try:

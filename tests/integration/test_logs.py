@@ -104,8 +104,8 @@ class LogsTest(DaemonTestCase):
                 try:
                     while True:
                         line = lines.get(timeout=1.0)
-                        self.assertIsNotNone(line, "logs -f ended: %r"
-                                             % follower.stderr.read().decode())
+                        if line is None:
+                            self.fail("logs -f ended: %r" % follower.stderr.read().decode())
                         if "followed-marker" in line:
                             got = True
                             break
@@ -115,7 +115,10 @@ class LogsTest(DaemonTestCase):
             ask(self.port, "err followed-stderr-marker")
             deadline = time.monotonic() + 15
             while True:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+                try:
+                    line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+                except queue.Empty:
+                    self.fail("logs -f never showed the stderr line")
                 self.assertIsNotNone(line, "logs -f ended")
                 if "followed-stderr-marker" in line:
                     break
