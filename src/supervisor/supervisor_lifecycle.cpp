@@ -109,7 +109,7 @@ void Supervisor::spawnNow(Instance& inst) {
   inst.timer.cancel();
   const std::string& name = inst.spec.name;
   auto failStart = [&](const Error& e) {
-    const std::string reason = "cannot start: " + e.message;
+    const std::string reason = e.message.starts_with("spawn failed") ? e.message : "cannot start: " + e.message;
     logs_.appendEvent(name, reason);
     spdlog::warn("instance {}: {}", name, reason);
     setState(inst, State::kFatal, reason);
@@ -117,7 +117,7 @@ void Supervisor::spawnNow(Instance& inst) {
   auto account = db_.findAccount(inst.spec.account);
   if (!account) return failStart(account.error());
   if (!*account) return failStart(Error::make(Errc::kNotFound, "its account no longer exists"));
-  if (auto s = validateCommand(inst.spec.command, **account); !s) return failStart(s.error());
+  if (auto s = validateCommandPlace(inst.spec.command, **account); !s) return failStart(s.error());
   auto logFd = logs_.openForAppend(name);
   if (!logFd) return failStart(logFd.error());
 
@@ -128,7 +128,12 @@ void Supervisor::spawnNow(Instance& inst) {
   if (!child) {
     Error e = child.error();
     e.message = fmt::format("spawn failed at {}: {}", e.step, e.message);
-    if (e.code == Errc::kInvalidArgument) return failStart(e);
+    if (e.code == Errc::kInvalidArgument) {
+      // The kernel said what; our own check may say how to fix it.
+      if (auto why = validateCommandRunnable(inst.spec.command, **account); !why)
+        e.message += " (" + why.error().message + ")";
+      return failStart(e);
+    }
     // A passing failure (EAGAIN, ENOMEM): count it as a quick crash.
     logs_.appendEvent(name, e.message);
     inst.lastExit = ExitInfo{false, 127, Millis(0)};

@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <climits>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace hv::supervisor {
@@ -111,11 +113,34 @@ Status validateRestartMode(std::string_view mode) {
   return {};
 }
 
-Status validateCommand(const std::string& path, const store::AccountRecord& account) {
+Status validateCommandPlace(const std::string& path, const store::AccountRecord& account) {
   if (path.empty()) return invalid("command is empty");
   if (path[0] != '/')
     return invalid(fmt::format("command '{}' is not an absolute path; write it from / (e.g. {}/{})",
                                path, account.home, path));
+  char resolved[PATH_MAX];
+  if (!::realpath(path.c_str(), resolved)) {
+    if (errno == ENOENT) return {};
+    return invalid(fmt::format("command {} cannot be used: {}", path, std::strerror(errno)));
+  }
+  char home[PATH_MAX];
+  const std::string homeDir = ::realpath(account.home.c_str(), home) ? home : account.home;
+  const std::string real = resolved;
+  if (homeDir != "/" && !real.starts_with(homeDir + "/")) {
+    const std::string via = real == path ? "" : fmt::format(" (it resolves to {})", real);
+    return invalid(fmt::format("command {}{} is outside the home of account '{}' ({}); an instance "
+                               "runs programs from its account's home only: copy it there",
+                               path, via, account.name, account.home));
+  }
+  return {};
+}
+
+Status validateCommand(const std::string& path, const store::AccountRecord& account) {
+  if (auto s = validateCommandPlace(path, account); !s) return s;
+  return validateCommandRunnable(path, account);
+}
+
+Status validateCommandRunnable(const std::string& path, const store::AccountRecord& account) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0)
     return invalid(fmt::format("command {} cannot be used: {}", path, std::strerror(errno)));
@@ -125,8 +150,8 @@ Status validateCommand(const std::string& path, const store::AccountRecord& acco
   else if (st.st_gid == account.gid) xbit = S_IXGRP;
   const bool executable = account.uid == 0 ? (st.st_mode & 0111) != 0 : (st.st_mode & xbit) != 0;
   if (!executable)
-    return invalid(fmt::format("command {} is not executable by user {} (mode {:04o}); run: chmod u+x {}",
-                               path, account.user, st.st_mode & 07777, path));
+    return invalid(fmt::format("command {} is not executable by user {}: Permission denied (mode {:04o}); "
+                               "run: chmod u+x {}", path, account.user, st.st_mode & 07777, path));
   return {};
 }
 

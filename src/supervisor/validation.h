@@ -18,8 +18,14 @@ Status validateRestartMode(std::string_view mode);
 std::string_view restartModeName(store::RestartMode mode);
 Result<store::RestartMode> parseRestartMode(std::string_view mode);
 
-// The command must be an absolute path to a regular file that `account` may
-// execute. (The stricter sandbox rules of accounts come with the sandbox.)
+// Where the command may be: an absolute path that, with every symlink
+// resolved, lies inside the account's home. Checked at create and before
+// every start. A path that does not exist passes (exec will say ENOENT).
+Status validateCommandPlace(const std::string& path, const store::AccountRecord& account);
+// Whether it can run: a regular file that `account` may execute. Checked at
+// create; at start the kernel's exec decides and reports the errno.
+Status validateCommandRunnable(const std::string& path, const store::AccountRecord& account);
+// Both, place first.
 Status validateCommand(const std::string& path, const store::AccountRecord& account);
 Status validateCwd(const std::string& dir);
 

@@ -55,6 +55,19 @@ class CommandValidation : public ::testing::Test {
   store::AccountRecord account_;
 };
 
+TEST_F(CommandValidation, RejectsCommandsOutsideTheHomeEvenThroughSymlinks) {
+  auto outside = validateCommand("/bin/true", account_);
+  ASSERT_FALSE(outside);
+  EXPECT_NE(outside.error().message.find("outside the home"), std::string::npos);
+  std::string link = dir_ + "/escape";
+  ASSERT_EQ(::symlink("/bin/true", link.c_str()), 0);
+  auto viaLink = validateCommand(link, account_);
+  ASSERT_FALSE(viaLink);
+  EXPECT_NE(viaLink.error().message.find("resolves to /usr/bin/true"), std::string::npos);
+  // A missing file is exec's to report, with its errno.
+  EXPECT_TRUE(validateCommandPlace(dir_ + "/not-yet", account_));
+}
+
 TEST_F(CommandValidation, AcceptsAnExecutableFile) {
   EXPECT_TRUE(validateCommand(write("ok.sh", 0755), account_));
 }
@@ -64,11 +77,11 @@ TEST_F(CommandValidation, RejectsWithAMessageThatSaysHowToFixIt) {
   ASSERT_FALSE(relative);
   EXPECT_NE(relative.error().message.find("not an absolute path"), std::string::npos);
 
-  auto missing = validateCommand(dir_ + "/nope", account_);
+  auto missing = validateCommandRunnable(dir_ + "/nope", account_);
   ASSERT_FALSE(missing);
   EXPECT_NE(missing.error().message.find("No such file"), std::string::npos);
 
-  auto dir = validateCommand(dir_, account_);
+  auto dir = validateCommandRunnable(dir_, account_);
   ASSERT_FALSE(dir);
   EXPECT_NE(dir.error().message.find("not a regular file"), std::string::npos);
 
