@@ -92,7 +92,8 @@ class LogsTest(DaemonTestCase):
                 lines.put(raw.decode(errors="replace"))
             lines.put(None)
 
-        threading.Thread(target=pump, daemon=True).start()
+        pumper = threading.Thread(target=pump, daemon=True)
+        pumper.start()
         try:
             # Each marker is printed until the follower shows it: the follower
             # may attach after the first print (its start is not an event we
@@ -126,6 +127,9 @@ class LogsTest(DaemonTestCase):
         finally:
             follower.terminate()
             follower.wait(10)
+            pumper.join(10)
+            follower.stdout.close()
+            follower.stderr.close()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import socket
 import time
 import unittest
 
-from harness import (CRASHER_SH, Daemon, DaemonTestCase, ask, host_pid_of,
+from harness import (CRASHER_SH, SERVER_PY, Daemon, DaemonTestCase, ask, host_pid_of,
                      pid_alive, pids_matching, port_is_free, proc_cmdline,
                      wait_pid_gone)
 
@@ -189,6 +189,7 @@ wait
                                 pred=lambda o: "exec" in o["reason"])
         self.assertIn("No such file or directory", final["reason"], final)
         self.assertIsNone(final["pid"], final)
+        d.wait_state("broken", "fatal", timeout=120)
 
     def test_spawn_failure_command_made_non_executable(self):
         d = self.d
@@ -197,22 +198,28 @@ wait
         os.chmod(srv, 0o644)
         status, obj = d.api("POST", "/api/v1/instances/later/start")
         self.assertEqual(status, 200, obj)
+        # Either exec(2) fails (reason "... exec ...: Permission denied") or
+        # the daemon's check before the spawn refuses it; both must name the
+        # command and the cause, and not retry a permanent error for ever.
         final, _ = d.wait_state("later", {"backoff", "fatal"}, timeout=30,
-                                pred=lambda o: "exec" in o["reason"])
-        self.assertIn("Permission denied", final["reason"], final)
+                                pred=lambda o: srv in o["reason"] or "exec" in o["reason"])
+        self.assertMentionsAny(final["reason"], ["Permission denied", "not executable"])
         self.assertIsNone(final["pid"], final)
+        final, _ = d.wait_state("later", "fatal", timeout=60)
+        self.assertEqual(pids_matching(srv), [])
 
     def test_spawn_failure_command_deleted_after_create(self):
         d = self.d
-        srv = d.write_program("doomed.py", open(d.server_program()).read())
+        srv = d.write_program("doomed.py", SERVER_PY)
         d.cli("create", "doomed", "--command", srv, "--no-start")
         os.unlink(srv)
         status, obj = d.api("POST", "/api/v1/instances/doomed/start")
         self.assertEqual(status, 200, obj)
         final, _ = d.wait_state("doomed", {"backoff", "fatal"}, timeout=30,
-                                pred=lambda o: "exec" in o["reason"])
+                                pred=lambda o: srv in o["reason"] or "exec" in o["reason"])
         self.assertIn("No such file or directory", final["reason"], final)
         self.assertIsNone(final["pid"], final)
+        d.wait_state("doomed", "fatal", timeout=60)
 
 
 if __name__ == "__main__":
