@@ -38,7 +38,9 @@ json::object instanceToJson(const InstanceStatus& s) {
   o["exit_code"] = exited && !s.lastExit->signaled ? json::value(s.lastExit->code) : json::value(nullptr);
   o["exit_signal"] = exited && s.lastExit->signaled ? json::value(s.lastExit->code) : json::value(nullptr);
   o["reason"] = s.reason;
+  o["last_output"] = s.lastOutput;
   o["start_secs"] = spec.startSecs;
+  o["ready"] = spec.ready == store::ReadyCheck::kPort ? "port" : "start_secs";
   o["stop_signal"] = spec.stopSignal;
   o["stop_grace_ms"] = spec.stopGraceMs;
   o["memory"] = spec.memoryBytes;
@@ -142,6 +144,14 @@ Status applyField(std::string_view key, const json::value& v, BodyMode mode,
   if (key == "stop_grace_ms") return num(spec.stopGraceMs, 0, 3'600'000);
   if (key == "cpu") return num(spec.cpuPercent, 0, 102400);
   if (key == "procs") return num(spec.maxProcs, 0, 1'000'000);
+  if (key == "ready") {
+    auto r = stringField(v, key);
+    if (!r) return std::unexpected(r.error());
+    if (*r != "port" && *r != "start_secs")
+      return badField(key, "must be \"port\" (running once the port accepts, or after start_secs) or \"start_secs\"");
+    spec.ready = *r == "port" ? store::ReadyCheck::kPort : store::ReadyCheck::kStartSecs;
+    return {};
+  }
   if (key == "restart") {
     auto s = stringField(v, key);
     if (!s) return std::unexpected(s.error());

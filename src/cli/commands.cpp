@@ -57,7 +57,7 @@ int printInstance(const std::string& body, bool asJson) {
 }
 
 struct CreateOptions {
-  std::string name, command, cwd, route, account, restart, memory;
+  std::string name, command, cwd, route, account, restart, memory, ready;
   std::vector<std::string> args, env;
   int cpu = -1, procs = -1, startSecs = -1;
   bool noStart = false, noWait = false, asJson = false;
@@ -84,6 +84,7 @@ int runCreate(const GlobalOptions& global, const CreateOptions& o) {
   if (o.cpu >= 0) body["cpu"] = o.cpu;
   if (o.procs >= 0) body["procs"] = o.procs;
   if (o.startSecs >= 0) body["start_secs"] = o.startSecs;
+  if (!o.ready.empty()) body["ready"] = o.ready;
   if (o.noStart) body["start"] = false;
   const std::string target = o.noWait ? "/api/v1/instances" : "/api/v1/instances?wait=1";
   return request(global, "POST", target, json::serialize(body),
@@ -105,6 +106,7 @@ void addCreate(CLI::App& app, const GlobalOptions& global, int* exitCode) {
   cmd->add_option("--cpu", o->cpu, "CPU limit in percent of one core");
   cmd->add_option("--procs", o->procs, "limit on processes");
   cmd->add_option("--start-secs", o->startSecs, "seconds alive before it counts as running");
+  cmd->add_option("--ready", o->ready, "port (default: running once its port accepts) or start_secs");
   cmd->add_flag("--no-start", o->noStart, "create it stopped");
   cmd->add_flag("--no-wait", o->noWait, "answer before it has left `starting`");
   cmd->add_flag("--json", o->asJson, "print the instance as JSON");

@@ -313,14 +313,14 @@ TEST_F(DatabaseTest, ListsAreOrderedByName) {
 }
 
 TEST_F(DatabaseTest, ReopenKeepsDataAndSchemaVersion) {
-  EXPECT_EQ(db_->schemaVersion(), 1);
+  EXPECT_EQ(db_->schemaVersion(), 2);
   addAlice();
   InstanceRecord i = fullInstance();
   ASSERT_TRUE(db_->insertInstance(i));
   db_.reset();
   db_ = openDb();
   ASSERT_NE(db_, nullptr);
-  EXPECT_EQ(db_->schemaVersion(), 1);
+  EXPECT_EQ(db_->schemaVersion(), 2);
   expectSame(mustFind(i.name), i);
 }
 
@@ -419,10 +419,40 @@ TEST_F(DatabaseTest, CorruptEnvCellIsAnErrorNotACrash) {
   }
 }
 
+TEST_F(DatabaseTest, ReadinessAndRestartCountRoundTrip) {
+  addAlice();
+  InstanceRecord i = instance("web", 20001);
+  i.ready = ReadyCheck::kStartSecs;
+  i.restarts = 7;
+  ASSERT_TRUE(db_->insertInstance(i));
+  auto found = db_->findInstance("web");
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->ready, ReadyCheck::kStartSecs);
+  EXPECT_EQ((*found)->restarts, 7);
+}
+
+TEST_F(DatabaseTest, VersionOneDatabaseMigratesKeepingItsRows) {
+  addAlice();
+  ASSERT_TRUE(db_->insertInstance(instance("web", 20001)));
+  // Take the file back to schema 1, as an older hostvisor left it.
+  ASSERT_TRUE(db_->exec("ALTER TABLE instances DROP COLUMN ready"));
+  ASSERT_TRUE(db_->exec("ALTER TABLE instances DROP COLUMN restarts"));
+  ASSERT_TRUE(db_->exec("PRAGMA user_version = 1"));
+  db_.reset();
+  db_ = openDb();
+  ASSERT_NE(db_, nullptr);
+  EXPECT_EQ(db_->schemaVersion(), 2);
+  auto found = db_->findInstance("web");
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->port, 20001);
+  EXPECT_EQ((*found)->ready, ReadyCheck::kPort);
+  EXPECT_EQ((*found)->restarts, 0);
+}
+
 TEST_F(DatabaseTest, InMemoryDatabaseOpens) {
   auto db = Database::open(":memory:");
   ASSERT_TRUE(db) << db.error().message;
-  EXPECT_EQ((*db)->schemaVersion(), 1);
+  EXPECT_EQ((*db)->schemaVersion(), 2);
   EXPECT_FALSE(std::filesystem::exists(":memory:"));
 }
 

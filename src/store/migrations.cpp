@@ -47,7 +47,14 @@ CREATE TABLE instances (
 CREATE INDEX instances_by_account ON instances(account);
 )sql";
 
-constexpr std::array<std::string_view, 1> kMigrations = {kMigration1};
+// Readiness by port (issue 3) and restart counts that survive a daemon restart.
+constexpr std::string_view kMigration2 = R"sql(
+ALTER TABLE instances ADD COLUMN ready TEXT NOT NULL DEFAULT 'port'
+  CHECK (ready IN ('port', 'start_secs'));
+ALTER TABLE instances ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+)sql";
+
+constexpr std::array<std::string_view, 2> kMigrations = {kMigration1, kMigration2};
 constexpr int kLatestVersion = static_cast<int>(kMigrations.size());
 
 Result<int> readUserVersion(sqlite3* db) {

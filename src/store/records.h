@@ -25,6 +25,11 @@ struct AccountRecord {
 
 enum class RestartMode { kAlways, kOnFailure, kNever };
 
+// When a started instance counts as running: once its port accepts a
+// connection or start_secs have passed, whichever is first (kPort), or only
+// after start_secs (kStartSecs: for programs that do not listen).
+enum class ReadyCheck { kPort, kStartSecs };
+
 struct InstanceRecord {
   std::string name;         // [a-z0-9][a-z0-9_-]{0,62}, unique across the daemon
   std::string account;
@@ -40,6 +45,7 @@ struct InstanceRecord {
   int stopSignal = 15;      // SIGTERM
   int stopGraceMs = 10000;
   int startSecs = 1;        // alive this long = healthy
+  ReadyCheck ready = ReadyCheck::kPort;
   int64_t memoryBytes = 0;  // 0 = no limit of its own
   int cpuPercent = 0;       // 0 = no limit
   int maxProcs = 0;         // 0 = no limit
@@ -47,6 +53,7 @@ struct InstanceRecord {
   // Last process started, for re-adoption after a daemon restart.
   int lastPid = 0;
   uint64_t lastPidStartTime = 0;  // /proc/PID/stat field 22, to detect pid reuse
+  int restarts = 0;               // automatic restarts since create
 };
 
 }  // namespace hv::store

@@ -40,7 +40,8 @@ InstanceStatus Supervisor::snapshot(const Instance& inst) const {
   s.spec = inst.spec;
   s.state = inst.state;
   s.pid = inst.pid;
-  s.restarts = inst.restarts;
+  s.restarts = inst.spec.restarts;
+  s.lastOutput = inst.lastOutput;
   s.lastExit = inst.lastExit;
   s.reason = inst.reason;
   if (inst.pid > 0) {
@@ -145,6 +146,7 @@ Result<InstanceStatus> Supervisor::create(store::InstanceRecord spec, bool start
   spec.createdAt = clock_.wallSeconds();
   spec.lastPid = 0;
   spec.lastPidStartTime = 0;
+  spec.restarts = 0;
   if (auto s = db_.insertInstance(spec); !s) {
     ports_.release(*port);
     return std::unexpected(s.error());
@@ -173,6 +175,7 @@ Result<InstanceStatus> Supervisor::update(
   next.createdAt = inst->spec.createdAt;
   next.lastPid = inst->spec.lastPid;
   next.lastPidStartTime = inst->spec.lastPidStartTime;
+  next.restarts = inst->spec.restarts;
   auto account = db_.findAccount(next.account);
   if (!account) return std::unexpected(account.error());
   if (!*account) return fail(Errc::kNotFound, fmt::format("no account named '{}'", next.account));

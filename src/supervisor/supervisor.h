@@ -40,11 +40,12 @@ struct InstanceStatus {
   store::InstanceRecord spec;
   State state = State::kStopped;
   int pid = 0;                       // 0 = no process
-  int restarts = 0;                  // automatic restarts since create
+  int restarts = 0;                  // automatic restarts since create (persisted)
   int64_t startedAt = 0;             // wall seconds of the current process start
   int64_t uptimeSeconds = 0;
   std::optional<ExitInfo> lastExit;  // how the last process ended
   std::string reason;                // why it is in this state
+  std::string lastOutput;            // last log lines, when exited or fatal
 };
 
 class Supervisor {
@@ -97,6 +98,8 @@ class Supervisor {
   bool adopt(Instance& inst);  // false if its last process is gone
   void spawnNow(Instance& inst);
   void watchExit(Instance& inst);
+  // Readiness: connect attempts to its port while it is `starting`.
+  void probeReady(Instance& inst, uint64_t run, Millis delay);
   void onExit(const std::string& name, uint64_t run);
   void handleExit(Instance& inst, const ExitInfo& exit);
   void stopInstance(Instance& inst, Done done);

@@ -19,7 +19,7 @@ struct Supervisor::Waiter {
 };
 
 struct Supervisor::Instance {
-  explicit Instance(boost::asio::io_context& io) : timer(io) {}
+  explicit Instance(boost::asio::io_context& io) : timer(io), probeTimer(io) {}
 
   store::InstanceRecord spec;
   State state = State::kStopped;
@@ -30,12 +30,13 @@ struct Supervisor::Instance {
   bool ownChild = false;  // false when adopted from an earlier daemon: no exit status
   boost::asio::steady_timer timer;  // start_secs, backoff or stop grace; one at a time
   uint64_t timerGen = 0;            // stale timer callbacks compare it
+  boost::asio::steady_timer probeTimer;  // readiness: next connect attempt
   Clock::TimePoint startedAt{};
   int64_t startedWall = 0;
-  int restarts = 0;
   int quickFailures = 0;
   bool startAfterStop = false;
   std::optional<ExitInfo> lastExit;
+  std::string lastOutput;  // the log's last lines, kept when it went exited/fatal
   std::vector<std::unique_ptr<Waiter>> waiters;
   uint64_t nextWaiter = 1;
 };

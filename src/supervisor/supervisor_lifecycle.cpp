@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <random>
@@ -107,6 +108,7 @@ Result<InstanceStatus> Supervisor::start(const std::string& name) {
 void Supervisor::spawnNow(Instance& inst) {
   ++inst.timerGen;
   inst.timer.cancel();
+  inst.lastOutput.clear();
   const std::string& name = inst.spec.name;
   auto failStart = [&](const Error& e) {
     const std::string reason = e.message.starts_with("spawn failed") ? e.message : "cannot start: " + e.message;
@@ -152,12 +154,31 @@ void Supervisor::spawnNow(Instance& inst) {
   logs_.appendEvent(name, fmt::format("started pid {} on port {}", child->pid, inst.spec.port));
   watchExit(inst);
   if (inst.spec.startSecs == 0) {
-    setState(inst, State::kRunning, inst.restarts > 0 ? inst.reason : "");
+    setState(inst, State::kRunning, inst.spec.restarts > 0 ? inst.reason : "");
     return;
   }
   setState(inst, State::kStarting, "");
   armTimer(inst, Millis(inst.spec.startSecs * 1000), [this](Instance& i) {
     if (i.state == State::kStarting) setState(i, State::kRunning, "");
+  });
+  if (inst.spec.ready == store::ReadyCheck::kPort) probeReady(inst, inst.run, Millis(2));
+}
+
+void Supervisor::probeReady(Instance& inst, uint64_t run, Millis delay) {
+  inst.probeTimer.expires_after(delay);
+  inst.probeTimer.async_wait([this, name = inst.spec.name, run, delay](error_code ec) {
+    Instance* i = find(name);
+    if (ec || !i || i->run != run || i->state != State::kStarting) return;
+    auto socket = std::make_shared<asio::ip::tcp::socket>(io_);
+    const asio::ip::tcp::endpoint port(asio::ip::address_v4::loopback(), static_cast<uint16_t>(i->spec.port));
+    socket->async_connect(port, [this, name, run, delay, socket](error_code ec2) {
+      Instance* j = find(name);
+      if (!j || j->run != run || j->state != State::kStarting) return;
+      if (ec2) return probeReady(*j, run, std::min(delay * 2, Millis(100)));
+      ++j->timerGen;
+      j->timer.cancel();
+      setState(*j, State::kRunning, "");
+    });
   });
 }
 
@@ -212,6 +233,7 @@ void Supervisor::handleExit(Instance& inst, const ExitInfo& exit) {
     }
     return setState(inst, State::kStopped, "stopped by request");
   }
+  inst.probeTimer.cancel();
   RestartParams params = options_.restart;
   params.mode = inst.spec.restart;
   params.startSecs = Millis(inst.spec.startSecs * 1000);
@@ -221,11 +243,12 @@ void Supervisor::handleExit(Instance& inst, const ExitInfo& exit) {
   spdlog::info("instance {}: {}", name, d.reason);
   switch (d.action) {
     case Action::kExited:
-      return setState(inst, State::kExited, d.reason);
     case Action::kFatal:
-      return setState(inst, State::kFatal, d.reason);
+      // What it said last is usually why: keep it in the status.
+      inst.lastOutput = logs_.tail(name, 10).value_or("");
+      return setState(inst, d.action == Action::kFatal ? State::kFatal : State::kExited, d.reason);
     case Action::kRestart:
-      ++inst.restarts;
+      ++inst.spec.restarts;
       inst.reason = d.reason;
       if (d.delay.count() == 0) return spawnNow(inst);
       setState(inst, State::kBackoff, d.reason);

@@ -48,6 +48,37 @@ Status validatePath(std::string_view path, std::string_view route) {
   return {};
 }
 
+// Nobody but the account (or root) may be able to replace what it runs: the
+// file is the account's and not group/world-writable, and so is every
+// directory from the home down to it.
+Status validateOwnership(const std::string& file, const std::string& homeDir,
+                         const store::AccountRecord& account) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return {};  // exec will report it
+  if (st.st_uid != account.uid)
+    return invalid(fmt::format("command {} is owned by uid {}, not by user {} of account '{}'; "
+                               "run: chown {} {}", file, st.st_uid, account.user, account.name,
+                               account.user, file));
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return invalid(fmt::format("command {} is {}-writable (mode {:04o}); run: chmod 755 {}", file,
+                               st.st_mode & S_IWOTH ? "world" : "group", st.st_mode & 07777, file));
+  for (std::string dir = file.substr(0, file.rfind('/')); dir.size() >= homeDir.size();
+       dir = dir.substr(0, std::max<size_t>(1, dir.rfind('/')))) {
+    if (::stat(dir.c_str(), &st) != 0) break;
+    if (st.st_uid != account.uid && st.st_uid != 0)
+      return invalid(fmt::format("directory {} above command {} is owned by uid {}, who could "
+                                 "replace it; move the command or run: chown {} {}",
+                                 dir, file, st.st_uid, account.user, dir));
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+      return invalid(fmt::format("directory {} above command {} is {}-writable (mode {:04o}), so "
+                                 "another user could replace the command; run: chmod 755 {}",
+                                 dir, file, st.st_mode & S_IWOTH ? "world" : "group",
+                                 st.st_mode & 07777, dir));
+    if (dir == homeDir || dir == "/") break;
+  }
+  return {};
+}
+
 }  // namespace
 
 Status validateName(std::string_view name) {
@@ -132,7 +163,7 @@ Status validateCommandPlace(const std::string& path, const store::AccountRecord&
                                "runs programs from its account's home only: copy it there",
                                path, via, account.name, account.home));
   }
-  return {};
+  return validateOwnership(real, homeDir, account);
 }
 
 Status validateCommand(const std::string& path, const store::AccountRecord& account) {

@@ -19,8 +19,10 @@ std::string_view restartModeName(store::RestartMode mode);
 Result<store::RestartMode> parseRestartMode(std::string_view mode);
 
 // Where the command may be: an absolute path that, with every symlink
-// resolved, lies inside the account's home. Checked at create and before
-// every start. A path that does not exist passes (exec will say ENOENT).
+// resolved, lies inside the account's home, owned by the account, not
+// group/world-writable, under directories no other user can write. Checked
+// at create and before every start. A path that does not exist passes (exec
+// will say ENOENT).
 Status validateCommandPlace(const std::string& path, const store::AccountRecord& account);
 // Whether it can run: a regular file that `account` may execute. Checked at
 // create; at start the kernel's exec decides and reports the errno.

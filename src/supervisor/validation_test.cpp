@@ -40,8 +40,8 @@ class CommandValidation : public ::testing::Test {
     char tmpl[] = "/tmp/hv-validation-XXXXXX";
     dir_ = mkdtemp(tmpl);
     account_.user = "someone";
-    account_.uid = 4242;
-    account_.gid = 4242;
+    account_.uid = ::geteuid();
+    account_.gid = ::getegid();
     account_.home = dir_;
   }
   void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
@@ -66,6 +66,25 @@ TEST_F(CommandValidation, RejectsCommandsOutsideTheHomeEvenThroughSymlinks) {
   EXPECT_NE(viaLink.error().message.find("resolves to /usr/bin/true"), std::string::npos);
   // A missing file is exec's to report, with its errno.
   EXPECT_TRUE(validateCommandPlace(dir_ + "/not-yet", account_));
+}
+
+TEST_F(CommandValidation, RejectsWritableOrForeignCommandsAndDirectories) {
+  auto world = validateCommand(write("w.sh", 0777), account_);
+  ASSERT_FALSE(world);
+  EXPECT_NE(world.error().message.find("is world-writable (mode 0777); run: chmod 755"), std::string::npos);
+  EXPECT_FALSE(validateCommand(write("g.sh", 0775), account_));
+
+  ::mkdir((dir_ + "/open").c_str(), 0755);
+  ::chmod((dir_ + "/open").c_str(), 0777);
+  auto inOpenDir = validateCommand(write("open/x.sh", 0755), account_);
+  ASSERT_FALSE(inOpenDir);
+  EXPECT_NE(inOpenDir.error().message.find("directory " + dir_ + "/open above command"), std::string::npos);
+
+  store::AccountRecord other = account_;
+  other.uid = account_.uid + 4242;
+  auto foreign = validateCommand(write("mine.sh", 0755), other);
+  ASSERT_FALSE(foreign);
+  EXPECT_NE(foreign.error().message.find("is owned by uid"), std::string::npos);
 }
 
 TEST_F(CommandValidation, AcceptsAnExecutableFile) {
