@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -142,6 +143,8 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
       retry_.async_wait([self = this->shared_from_this()](error_code e) { if (!e) self->doAccept(); });
       return;
     }
+    // Asio does not open sockets O_CLOEXEC; an instance must never inherit one.
+    ::fcntl(socket.native_handle(), F_SETFD, FD_CLOEXEC);
     if (shared_->connections < shared_->limits.maxConnections) {
       Peer peer = peerOf(socket);
       std::make_shared<Session<Protocol>>(std::move(socket), shared_, std::move(peer))->run();
@@ -165,6 +168,7 @@ Status startListener(asio::io_context& io, typename Protocol::endpoint endpoint,
   if (!ec) acceptor.bind(endpoint, ec);
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return failErrno(fmt::format("listen on {}", what), ec.value(), Errc::kUnavailable);
+  ::fcntl(acceptor.native_handle(), F_SETFD, FD_CLOEXEC);
   if (bound) *bound = acceptor.local_endpoint();
   auto listener = std::make_shared<Listener<Protocol>>(io, std::move(acceptor), std::move(shared));
   listener->doAccept();

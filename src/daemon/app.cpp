@@ -92,6 +92,7 @@ Result<int> serve(const Config& config) {
   options.logDir = dataDir + "/logs";
   options.portLo = config.portLo;
   options.portHi = config.portHi;
+  options.logRotation = supervisor::RotationPolicy{config.logMaxBytes, config.logKeep};
   supervisor::Supervisor supervisor(io, **db, clock, options);
   if (auto s = supervisor.load(); !s) return std::unexpected(s.error());
 

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "api/wire/wire.h"
 #include "base/strings.h"
 
 namespace hv::daemon {
@@ -67,6 +68,27 @@ Status readAccounts(const toml::table& root, Config& config, const std::string& 
   return {};
 }
 
+Status readLogs(const toml::table& root, Config& config, const std::string& source) {
+  const toml::node* node = root.get("logs");
+  if (!node) return {};
+  const toml::table* t = node->as_table();
+  if (!t) return fail(Errc::kInvalidArgument, fmt::format("{}: 'logs' must be a table", where(*node, source)));
+  if (auto s = checkKeys(*t, {"max_size", "keep"}, "logs.", source); !s) return s;
+  std::string size;
+  if (auto s = read(*t, "max_size", size, source); !s) return s;
+  if (auto s = read(*t, "keep", config.logKeep, source); !s) return s;
+  if (config.logKeep > 9)
+    return fail(Errc::kInvalidArgument, fmt::format("{}: 'logs.keep' must be from 0 to 9", where(*t->get("keep"), source)));
+  if (!size.empty()) {
+    auto bytes = api::wire::parseSize(size);
+    if (!bytes || *bytes < 4096)
+      return fail(Errc::kInvalidArgument, fmt::format("{}: 'logs.max_size' must be a size of at least 4K, like \"10M\"",
+                                                      where(*t->get("max_size"), source)));
+    config.logMaxBytes = *bytes;
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<std::pair<uint16_t, uint16_t>> parsePortRange(std::string_view text) {
@@ -88,7 +110,7 @@ Result<Config> parseConfigText(std::string_view text, const std::string& source)
                                                     err.source().begin.column, err.description()));
   }
   Config c;
-  if (auto s = checkKeys(root, {"data_dir", "log_level", "stop_instances_on_exit", "api", "proxy", "ports", "accounts"}, "", source); !s)
+  if (auto s = checkKeys(root, {"data_dir", "log_level", "stop_instances_on_exit", "api", "proxy", "ports", "logs", "accounts"}, "", source); !s)
     return std::unexpected(s.error());
   std::string range;
   Status s = read(root, "data_dir", c.dataDir, source);
@@ -105,6 +127,7 @@ Result<Config> parseConfigText(std::string_view text, const std::string& source)
     s = checkKeys(*t, {sec.key}, std::string(sec.name) + ".", source);
     if (s) s = read(*t, sec.key, *sec.out, source);
   }
+  if (s) s = readLogs(root, c, source);
   if (s) s = readAccounts(root, c, source);
   if (!s) return std::unexpected(s.error());
   if (!range.empty()) {

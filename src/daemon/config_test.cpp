@@ -24,6 +24,9 @@ listen = "127.0.0.1:9000"
 listen = "0.0.0.0:80"
 [ports]
 range = "30000-30099"
+[logs]
+max_size = "1M"
+keep = 5
 [[accounts]]
 name = "ann"
 user = "ann"
@@ -35,6 +38,8 @@ max_instances = 3
   EXPECT_EQ(c.proxyListen, "0.0.0.0:80");
   EXPECT_EQ(c.portLo, 30000);
   EXPECT_EQ(c.portHi, 30099);
+  EXPECT_EQ(c.logMaxBytes, 1 << 20);
+  EXPECT_EQ(c.logKeep, 5);
   ASSERT_EQ(c.accounts.size(), 1u);
   EXPECT_EQ(c.accounts[0].maxInstances, 3);
 }
@@ -51,6 +56,8 @@ TEST(Config, ErrorsNameTheKeyAndPosition) {
   EXPECT_EQ(syntax.error().message.rfind("t.toml:1:", 0), 0u);
   EXPECT_FALSE(parseConfigText("[ports]\nrange = \"9-1\"\n", "t.toml"));
   EXPECT_FALSE(parseConfigText("[[accounts]]\nname = \"x\"\n", "t.toml"));
+  EXPECT_FALSE(parseConfigText("[logs]\nmax_size = \"12Q\"\n", "t.toml"));
+  EXPECT_FALSE(parseConfigText("[logs]\nkeep = 10\n", "t.toml"));
 }
 
 TEST(Config, FlagsOverrideTheFile) {

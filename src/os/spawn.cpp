@@ -17,9 +17,10 @@
 namespace hv::os {
 namespace {
 
-// The first published layout of struct clone_args (CLONE_ARGS_SIZE_VER0,
-// clone3(2)). Defined here rather than taken from <linux/sched.h>, whose
-// CLONE_* macros clash with glibc's <sched.h>.
+// struct clone_args up to `cgroup` (CLONE_ARGS_SIZE_VER2, clone3(2)).
+// Defined here rather than taken from <linux/sched.h>, whose CLONE_* macros
+// clash with glibc's <sched.h>. A kernel that predates a field accepts the
+// larger struct as long as the fields it does not know are zero.
 struct CloneArgs {
   uint64_t flags = 0;
   uint64_t pidfd = 0;
@@ -29,11 +30,15 @@ struct CloneArgs {
   uint64_t stack = 0;
   uint64_t stackSize = 0;
   uint64_t tls = 0;
+  uint64_t setTid = 0;
+  uint64_t setTidSize = 0;
+  uint64_t cgroup = 0;
 };
-static_assert(sizeof(CloneArgs) == 64, "clone_args VER0 is 64 bytes");
+static_assert(sizeof(CloneArgs) == 88, "clone_args VER2 is 88 bytes");
+constexpr uint64_t kCloneIntoCgroup = 0x200000000ULL;  // CLONE_INTO_CGROUP, Linux 5.7
 
 // What the child reports through the error pipe before _exit(127).
-enum class Step : int { kSetsid = 1, kDup2, kSetgroups, kSetgid, kSetuid, kSetrlimit, kPrctl, kChdir, kExec };
+enum class Step : int { kCgroup = 1, kSetsid, kDup2, kSetgroups, kSetgid, kSetuid, kSetrlimit, kPrctl, kChdir, kExec };
 struct ChildFailure {
   int step = 0;
   int err = 0;
@@ -45,6 +50,8 @@ struct ChildPlan {
   char* const* argv = nullptr;
   char* const* envp = nullptr;
   const char* cwd = nullptr;  // nullptr = stay
+  const int* joinFds = nullptr;  // cgroup.procs files to write "0" to
+  int joinCount = 0;
   int stdio[3] = {-1, -1, -1};
   int errorFd = -1;
   bool changeCreds = false;  // setgroups, then the two below if set
@@ -107,7 +114,16 @@ void dropCredentials(const ChildPlan& plan) {
   if (plan.setUid && ::syscall(SYS_setuid, plan.uid) < 0) childFail(plan.errorFd, Step::kSetuid, errno);
 }
 
+// Joins the cgroups first, so everything after (and every descendant) is
+// charged and limited there; "0" means the writing process (cgroups(7)).
+void joinCgroups(const ChildPlan& plan) {
+  for (int i = 0; i < plan.joinCount; ++i) {
+    if (::write(plan.joinFds[i], "0", 1) != 1) childFail(plan.errorFd, Step::kCgroup, errno);
+  }
+}
+
 [[noreturn]] void runChild(const ChildPlan& plan) {
+  joinCgroups(plan);
   resetSignals();
   if (plan.newSession && ::setsid() < 0) childFail(plan.errorFd, Step::kSetsid, errno);
   installStdio(plan);
@@ -161,6 +177,7 @@ Status keepAboveStdio(UniqueFd& fd) {
 
 std::string_view stepName(Step step) {
   switch (step) {
+    case Step::kCgroup: return "cgroup";
     case Step::kSetsid: return "setsid";
     case Step::kDup2: return "dup2";
     case Step::kSetgroups: return "setgroups";
@@ -179,6 +196,7 @@ Error childError(const SpawnRequest& req, const ChildFailure& failure) {
   auto step = static_cast<Step>(failure.step);
   std::string subject(stepName(step));
   if (step == Step::kExec) subject += " " + req.path;
+  if (step == Step::kCgroup) subject += " join";
   if (step == Step::kChdir) subject += " " + req.cwd;
   if (step == Step::kSetuid && req.uid) subject += " " + std::to_string(*req.uid);
   if (step == Step::kSetgid && req.gid) subject += " " + std::to_string(*req.gid);
@@ -231,11 +249,15 @@ Credentials planCredentials(const SpawnRequest& req) {
   return c;
 }
 
-Result<pid_t> cloneAndRun(const ChildPlan& plan, int* pidfd) {
+Result<pid_t> cloneAndRun(const ChildPlan& plan, int* pidfd, int cgroupFd) {
   CloneArgs args;
   args.flags = CLONE_PIDFD;  // the pidfd is O_CLOEXEC (clone(2))
   args.pidfd = reinterpret_cast<uint64_t>(pidfd);
   args.exitSignal = SIGCHLD;
+  if (cgroupFd >= 0) {
+    args.flags |= kCloneIntoCgroup;
+    args.cgroup = static_cast<uint64_t>(cgroupFd);
+  }
   // With every signal blocked, no parent handler can run in the child before
   // resetSignals() (glibc's posix_spawn does the same).
   sigset_t all, old;
@@ -247,6 +269,33 @@ Result<pid_t> cloneAndRun(const ChildPlan& plan, int* pidfd) {
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (ret < 0) return failErrno("clone3", err);
   return static_cast<pid_t>(ret);
+}
+
+// The cgroup.procs files the child writes itself into; owns the one spawn
+// opens for the fallback below.
+struct CgroupJoin {
+  std::vector<int> fds;
+  UniqueFd v2Procs;
+};
+
+// clone3 straight into req.cgroupFd. Where the kernel refuses that — EBUSY
+// (domain controllers enabled in that cgroup), EOPNOTSUPP (domain invalid),
+// EINVAL or E2BIG (older than 5.7), clone(2) — a plain clone3 whose child
+// joins through the cgroup's cgroup.procs, opened here before the clone.
+Result<pid_t> cloneIntoCgroup(const SpawnRequest& req, ChildPlan& plan, CgroupJoin& join, int* pidfd,
+                              CgroupEntry* entry) {
+  if (req.cgroupFd < 0) return cloneAndRun(plan, pidfd, -1);
+  *entry = CgroupEntry::kCloneIntoCgroup;
+  Result<pid_t> pid = cloneAndRun(plan, pidfd, req.cgroupFd);
+  int err = pid ? 0 : pid.error().sysErrno;
+  if (pid || (err != EBUSY && err != EOPNOTSUPP && err != EINVAL && err != E2BIG)) return pid;
+  join.v2Procs.reset(::openat(req.cgroupFd, "cgroup.procs", O_WRONLY | O_CLOEXEC));
+  if (!join.v2Procs) return failErrno("open cgroup.procs", errno);
+  join.fds.insert(join.fds.begin(), join.v2Procs.get());
+  plan.joinFds = join.fds.data();
+  plan.joinCount = static_cast<int>(join.fds.size());
+  *entry = CgroupEntry::kProcsFile;
+  return cloneAndRun(plan, pidfd, -1);
 }
 
 ChildPlan makePlan(const SpawnRequest& req, std::vector<char*>& argv, std::vector<char*>& envp, int devNull,
@@ -292,15 +341,19 @@ Result<Child> spawn(const SpawnRequest& req) {
   UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
   if (auto ok = keepAboveStdio(writeEnd); !ok) return std::unexpected(ok.error());
 
+  CgroupJoin join{req.joinCgroupFds, {}};
   ChildPlan plan = makePlan(req, argv, envp, devNull.get(), writeEnd.get());
+  plan.joinFds = join.fds.data();
+  plan.joinCount = static_cast<int>(join.fds.size());
 
   int rawPidfd = -1;
-  Result<pid_t> pid = cloneAndRun(plan, &rawPidfd);
+  CgroupEntry entry = CgroupEntry::kNone;
+  Result<pid_t> pid = cloneIntoCgroup(req, plan, join, &rawPidfd, &entry);
   if (!pid) return std::unexpected(pid.error());
   UniqueFd pidfd(rawPidfd);
   writeEnd.reset();  // else our own copy would keep the pipe from reaching EOF
   if (auto ok = awaitExec(req, readEnd.get(), pidfd.get()); !ok) return std::unexpected(ok.error());
-  return Child{*pid, std::move(pidfd)};
+  return Child{*pid, std::move(pidfd), entry};
 }
 
 }  // namespace hv::os

@@ -37,15 +37,32 @@ struct SpawnRequest {
   bool newSession = true;            // setsid(): its own process group
   bool noNewPrivs = true;            // PR_SET_NO_NEW_PRIVS
   int rlimitNofile = 0;              // 0 = inherit; else soft = hard = this
+  // Cgroups the child is in before it runs anything (cgroup.h RunCgroup).
+  // cgroupFd: a v2 cgroup directory, entered by clone3(CLONE_INTO_CGROUP);
+  // when the kernel refuses that (EBUSY, EOPNOTSUPP, or too old: EINVAL,
+  // E2BIG) the child writes its pid to that cgroup's cgroup.procs instead.
+  // joinCgroupFds: open cgroup.procs files (v1) the child writes "0" to —
+  // itself — first thing, while still root.
+  int cgroupFd = -1;                 // -1 = stay in the caller's v2 cgroup
+  std::vector<int> joinCgroupFds;
+};
+
+// How the child entered SpawnRequest::cgroupFd.
+enum class CgroupEntry {
+  kNone,             // no cgroupFd asked for
+  kCloneIntoCgroup,  // born there: clone3(CLONE_INTO_CGROUP)
+  kProcsFile,        // the kernel refused that; the child wrote cgroup.procs
 };
 
 struct Child {
   pid_t pid = -1;
   UniqueFd pidfd;                    // O_CLOEXEC, pollable: readable when it exits
+  CgroupEntry cgroupEntry = CgroupEntry::kNone;
 };
 
-// On failure, Error.step names the step ("pipe", "clone3", "dup2", "chdir",
-// "setsid", "setgroups", "setgid", "setuid", "prctl", "setrlimit", "exec") and
+// On failure, Error.step names the step ("pipe", "clone3", "cgroup", "dup2",
+// "chdir", "setsid", "setgroups", "setgid", "setuid", "prctl", "setrlimit",
+// "exec") and
 // Error.sysErrno its errno; the message reads e.g.
 // "exec /home/a/srv.sh failed: Permission denied". Code kInvalidArgument when
 // exec or chdir fail with ENOENT/EACCES/ENOEXEC/ENOTDIR (a bad path in the

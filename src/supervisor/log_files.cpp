@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 
@@ -32,7 +33,19 @@ void LogFiles::appendEvent(std::string_view instance, std::string_view message) 
 
 Result<std::string> LogFiles::tail(std::string_view instance, int lines, off_t end,
                                    size_t maxBytes) const {
-  const std::string path = pathOf(instance);
+  auto text = tailOf(pathOf(instance), lines, end, maxBytes);
+  if (!text || lines <= 0) return text;
+  const int have = static_cast<int>(std::count(text->begin(), text->end(), '\n')) +
+                   (!text->empty() && text->back() != '\n');
+  if (have >= lines || text->size() >= maxBytes) return text;
+  auto older = tailOf(pathOf(instance) + ".1", lines - have, -1, maxBytes - text->size());
+  if (!older || older->empty()) return text;
+  if (older->back() != '\n') older->push_back('\n');
+  return *older + *text;
+}
+
+Result<std::string> LogFiles::tailOf(const std::string& path, int lines, off_t end,
+                                     size_t maxBytes) const {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
     if (errno == ENOENT) return std::string();
@@ -72,6 +85,10 @@ Result<std::string> LogFiles::tail(std::string_view instance, int lines, off_t e
   return buf.substr(start);
 }
 
-void LogFiles::remove(std::string_view instance) const { ::unlink(pathOf(instance).c_str()); }
+void LogFiles::remove(std::string_view instance) const {
+  const std::string path = pathOf(instance);
+  ::unlink(path.c_str());
+  for (int k = 1; k <= 9; ++k) ::unlink((path + "." + std::to_string(k)).c_str());
+}
 
 }  // namespace hv::supervisor

@@ -62,3 +62,17 @@ TEST_F(LogFilesTest, MissingLogIsEmptyAndEventsAreAppended) {
 
 }  // namespace
 }  // namespace hv::supervisor
+
+namespace hv::supervisor {
+namespace {
+
+TEST_F(LogFilesTest, TailReachesIntoTheRotatedFile) {
+  write("old1\nold2\n");
+  ASSERT_EQ(::rename((dir_ + "/web.log").c_str(), (dir_ + "/web.log.1").c_str()), 0);
+  write("new1\n");
+  EXPECT_EQ(LogFiles(dir_).tail("web", 2).value(), "old2\nnew1\n");
+  EXPECT_EQ(LogFiles(dir_).tail("web", 1).value(), "new1\n");
+}
+
+}  // namespace
+}  // namespace hv::supervisor

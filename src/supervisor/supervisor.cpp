@@ -26,6 +26,7 @@ Supervisor::Supervisor(asio::io_context& io, store::Database& db, const Clock& c
       ports_(options_.portLo, options_.portHi,
              options_.portInUse ? options_.portInUse : [](uint16_t p) { return os::tcpPortInUse(p); }),
       logs_(options_.logDir),
+      rotator_(io, logs_, options_.logRotation),
       daemonUid_(::geteuid()) {}
 
 Supervisor::~Supervisor() = default;

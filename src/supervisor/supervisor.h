@@ -22,6 +22,7 @@
 #include "store/database.h"
 #include "supervisor/instance_state.h"
 #include "supervisor/log_files.h"
+#include "supervisor/log_rotator.h"
 #include "supervisor/port_pool.h"
 #include "supervisor/restart_policy.h"
 
@@ -33,6 +34,7 @@ struct SupervisorOptions {
   uint16_t portHi = 29999;
   PortPool::InUseProbe portInUse;  // default: os::tcpPortInUse
   RestartParams restart;           // mode and startSecs are taken per instance
+  RotationPolicy logRotation;
 };
 
 // A snapshot of one instance, for the API.
@@ -114,6 +116,7 @@ class Supervisor {
   SupervisorOptions options_;
   PortPool ports_;
   LogFiles logs_;
+  LogRotator rotator_;
   uid_t daemonUid_;
   uint64_t nextRun_ = 1;
   std::map<std::string, std::unique_ptr<Instance>> instances_;

@@ -35,6 +35,7 @@ std::string signalName(int sig) {
 }  // namespace
 
 Status Supervisor::load() {
+  if (auto s = rotator_.start(); !s) return s;
   auto rows = db_.listInstances();
   if (!rows) return std::unexpected(rows.error());
   for (auto& row : *rows) {

@@ -42,7 +42,7 @@ STOP_TIMEOUT = 20.0
 INSTANCE_FIELDS = {
     "name", "account", "command", "args", "env", "cwd", "route", "restart",
     "autostart", "port", "state", "pid", "restarts", "uptime", "started_at",
-    "exit_code", "exit_signal", "reason", "start_secs", "stop_signal",
+    "exit_code", "exit_signal", "reason", "last_output", "start_secs", "ready", "stop_signal",
     "stop_grace_ms", "memory", "cpu", "procs", "created_at",
 }
 STATES = {"stopped", "starting", "running", "backoff", "stopping", "exited", "fatal"}
@@ -59,11 +59,24 @@ class HarnessError(AssertionError):
 # --------------------------------------------------------------------------
 
 _LIVE = set()            # Daemons not yet cleaned up
+_LIVE_LOCK = threading.Lock()
+_DYING = threading.Event()   # set by the watchdog: no new temp dir or daemon
 BUDGET = float(os.environ.get("HV_TEST_BUDGET", "225"))
 
 
+def _guard():
+    """Called with _LIVE_LOCK held before making a temp dir or a process:
+    once the watchdog fires, the test thread stops here for good."""
+    if _DYING.is_set():
+        _LIVE_LOCK.release()
+        threading.Event().wait()
+
+
 def _cleanup_all():
-    for d in list(_LIVE):
+    with _LIVE_LOCK:
+        _DYING.set()
+        live = list(_LIVE)
+    for d in live:
         try:
             d.cleanup()
         except Exception as e:  # keep cleaning the others
@@ -78,7 +91,11 @@ def _watchdog():
 
 
 def _on_signal(signum, _frame):
-    _cleanup_all()
+    # Cleanup runs in a thread: this handler may have interrupted the test
+    # thread while it held _LIVE_LOCK.
+    cleaner = threading.Thread(target=_cleanup_all, daemon=True)
+    cleaner.start()
+    cleaner.join(60)
     os._exit(128 + signum)
 
 
@@ -238,7 +255,20 @@ def pids_matching(needle):
 
 
 def wait_pid_gone(pid, timeout):
-    """Bounded poll until /proc says the pid is gone or a zombie."""
+    """Waits until the process has exited (gone or a zombie): blocks on a
+    pidfd (readable when the process exits), else polls /proc briefly."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        fd = None
+    if fd is not None:
+        try:
+            ready, _, _ = select.select([fd], [], [], timeout)
+            return bool(ready) or not pid_alive(pid)
+        finally:
+            os.close(fd)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not pid_alive(pid):
@@ -300,7 +330,8 @@ class EventFifo:
 # --------------------------------------------------------------------------
 
 # A tiny TCP server: listens on 127.0.0.1:$PORT, then writes a `listening`
-# event (its own pid, a random nonce, argv, PORT, HV_* env, cwd) to the FIFO
+# event (its own pid, a random nonce, argv, PORT, HV_* env, cwd, the file
+# descriptors it inherited) to the FIFO
 # named by $HV_EVENTS. Each connection sends one command line and gets one
 # JSON line back:
 #   info        -> the same facts as the event
@@ -310,6 +341,16 @@ class EventFifo:
 SERVER_PY = r'''#!/usr/bin/python3
 import json, os, secrets, socket, sys
 
+def open_fds():
+    out = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out[fd] = os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            pass   # the directory listdir itself had open
+    return out
+
+inherited = open_fds()
 port = int(os.environ["PORT"])
 nonce = secrets.token_hex(8)
 srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -319,7 +360,7 @@ srv.listen(16)
 info = {"event": "listening", "nonce": nonce, "pid": os.getpid(),
         "port_env": os.environ.get("PORT"), "argv": sys.argv[1:],
         "env": {k: v for k, v in os.environ.items() if k.startswith("HV_")},
-        "cwd": os.getcwd()}
+        "cwd": os.getcwd(), "fds": inherited}
 
 def emit(obj):
     path = os.environ.get("HV_EVENTS")
@@ -349,9 +390,11 @@ while True:
         os._exit(code)
 '''
 
-# Writes one `spawned` event (with its pid) and exits with status 1 at once.
+# Writes one `spawned` event (with its pid), says goodbye on stderr and exits
+# with status 1 at once.
 CRASHER_SH = '''#!/bin/sh
 [ -n "$HV_EVENTS" ] && echo "{\\"event\\": \\"spawned\\", \\"pid\\": $$}" > "$HV_EVENTS"
+echo "crasher-goodbye-line" >&2
 exit 1
 '''
 
@@ -373,20 +416,21 @@ class Daemon:
     `stop()`/`start()` (or `restart()`) run a new daemon process on the same
     data dir (persistence tests)."""
 
-    def __init__(self, port_range=None, port_count=10, extra_args=()):
-        self.port_range = port_range or pick_port_range(port_count)
-        self.extra_args = list(extra_args)
-        self.data_dir = tempfile.mkdtemp(prefix="hv-it-data-")
-        # The account's home must contain the commands; the embedded default
-        # account's home is the daemon user's home, so the test home is made
-        # inside the real home and also given to the daemon as $HOME.
-        self.home = tempfile.mkdtemp(prefix="hv-it-home-", dir=real_home())
-        os.chmod(self.home, 0o755)
-        _LIVE.add(self)
+    def __init__(self, port_count=10):
+        self.port_range = pick_port_range(port_count)
+        with _LIVE_LOCK:
+            _guard()
+            self.data_dir = tempfile.mkdtemp(prefix="hv-it-data-")
+            # The account's home must contain the commands; the embedded
+            # default account's home is the daemon user's home, so the test
+            # home is made inside the real home and also given as $HOME.
+            self.home = tempfile.mkdtemp(prefix="hv-it-home-", dir=real_home())
+            os.chmod(self.home, 0o755)
+            _LIVE.add(self)
         self.proc = None
         self.stderr_lines = []
         self._stderr_lock = threading.Lock()
-        self._ready = None
+        self._ready_seen = False
         self._stderr_thread = None
         self.api_addr = None
         self.info = None
@@ -413,7 +457,7 @@ class Daemon:
         lo, hi = self.port_range
         return [BIN, "serve", "--data-dir", self.data_dir,
                 "--api-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0",
-                "--port-range", "%d-%d" % (lo, hi)] + self.extra_args
+                "--port-range", "%d-%d" % (lo, hi)]
 
     def child_env(self):
         env = {k: v for k, v in os.environ.items()
@@ -431,17 +475,19 @@ class Daemon:
         # A daemon.json left by an earlier run on this data dir is replaced
         # before the new daemon logs `ready:`; its pid is checked below.
         daemon_json = os.path.join(self.data_dir, "daemon.json")
-        self._ready = threading.Event()
+        ready = threading.Event()
         self._ready_seen = False
-        self.proc = subprocess.Popen(
-            self.serve_argv(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=self.child_env(), cwd=self.home)
+        with _LIVE_LOCK:
+            _guard()
+            self.proc = subprocess.Popen(
+                self.serve_argv(), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                env=self.child_env(), cwd=self.home)
         log = open(os.path.join(self.data_dir, "daemon.stderr"), "ab")
         self._stderr_thread = threading.Thread(
-            target=self._drain_stderr, args=(self.proc, log, self._ready), daemon=True)
+            target=self._drain_stderr, args=(self.proc, log, ready), daemon=True)
         self._stderr_thread.start()
-        if not self._ready.wait(READY_TIMEOUT):
+        if not ready.wait(READY_TIMEOUT):
             raise HarnessError("daemon did not log 'ready:' within %.0f s; stderr:\n%s"
                                % (READY_TIMEOUT, self.stderr_text()))
         if not self._ready_seen:
@@ -684,8 +730,10 @@ class Daemon:
 
     def spawn(self, argv, **kw):
         """Popen whose process is killed at cleanup."""
-        p = subprocess.Popen(argv, env=self.child_env(), cwd=self.home, **kw)
-        self.extra_procs.append(p)
+        with _LIVE_LOCK:
+            _guard()
+            p = subprocess.Popen(argv, env=self.child_env(), cwd=self.home, **kw)
+            self.extra_procs.append(p)
         return p
 
 

@@ -5,11 +5,14 @@ afterwards, and the running instance is not disturbed)."""
 import os
 import socket
 import subprocess
+import tempfile
 import unittest
+import urllib.parse
 
 from harness import (BIN, Daemon, DaemonTestCase, ask, port_is_free, stable_view)
 
-BAD_NAMES = ["Bad Name", "-x", "a/b", "a" * 64, "Web", "_x", "a.b", "", "../etc"]
+BAD_NAMES = ["Bad Name", "-x", "a/b", "a" * 64, "Web", "_x", "a.b", "", "../etc", "web\n",
+             "caf\u00e9", "a\x00b"]
 
 
 class BadInputTest(DaemonTestCase):
@@ -43,13 +46,21 @@ class BadInputTest(DaemonTestCase):
         self.assertEqual(ask(self.keeper["port"])["nonce"], self.keeper_event["nonce"])
 
     def post(self, body):
-        return self.d.api("POST", "/api/v1/instances", body)
+        """POST a create that should be refused. Should it be accepted, the
+        instance is deleted again at once (the caller's assertion still
+        fails) so the other tests of the class are not disturbed."""
+        result = self.d.api("POST", "/api/v1/instances", body)
+        if result[0] == 201 and isinstance(result[1], dict):
+            self.d.api("DELETE", "/api/v1/instances/" + urllib.parse.quote(result[1]["name"]))
+        return result
 
     # ---- names -----------------------------------------------------------
 
     def test_bad_names_cli(self):
         for name in BAD_NAMES:
             with self.subTest(name=name):
+                if "\x00" in name:
+                    continue   # cannot be a command-line argument
                 cp = self.d.cli("create", name, "--command", self.srv, check=False)
                 if name.startswith("-") or name == "":
                     self.assertCliError(cp, codes=(1, 2))
@@ -92,6 +103,25 @@ class BadInputTest(DaemonTestCase):
         cp = self.d.cli("create", "noexec", "--command", path, check=False)
         self.assertCliError(cp, mentions=[path])
         self.assertApiError(self.post({"name": "noexec", "command": path}), 400,
+                            "invalid_argument", mentions=[path])
+
+    def test_group_or_world_writable_command(self):
+        # PRODUCT.md, Safety: the command is "not group/world-writable".
+        for mode in (0o777, 0o775, 0o757):
+            with self.subTest(mode=oct(mode)):
+                path = self.d.write_program("writable-%o.py" % mode, "#!/usr/bin/python3\n",
+                                            mode=mode)
+                os.chmod(path, mode)
+                self.assertApiError(self.post({"name": "writable", "command": path}), 400,
+                                    "invalid_argument", mentions=[path])
+
+    def test_command_owned_by_another_user(self):
+        # PRODUCT.md, Safety: the command is "owned by the account".
+        if os.getuid() != 0:
+            self.skipTest("needs root to give a file away")
+        path = self.d.write_program("foreign.py", "#!/usr/bin/python3\n")
+        os.chown(path, 65534, 65534)
+        self.assertApiError(self.post({"name": "foreign", "command": path}), 400,
                             "invalid_argument", mentions=[path])
 
     def test_relative_missing_and_directory_commands(self):
@@ -224,6 +254,32 @@ class BadInputTest(DaemonTestCase):
         cp = subprocess.run([BIN, "--data-dir", missing, "ls"], capture_output=True,
                             text=True, timeout=30, stdin=subprocess.DEVNULL)
         self.assertCliError(cp, codes=(3,))
+
+
+class BadDaemonFlagsTest(DaemonTestCase):
+
+    def test_bad_serve_flags_are_refused(self):
+        with Daemon() as d:
+            cases = [("--port-range", "5000-4000"), ("--port-range", "abc"),
+                     ("--port-range", "0-70000"), ("--api-listen", "not-an-address")]
+            for flag, value in cases:
+                with self.subTest(flag=flag, value=value):
+                    data = tempfile.mkdtemp(dir=d.home)
+                    argv = [BIN, "serve", "--data-dir", data, "--api-listen", "127.0.0.1:0",
+                            "--proxy-listen", "127.0.0.1:0", "--port-range", "%d-%d" % d.port_range]
+                    argv[argv.index(flag) + 1] = value
+                    p = d.spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+                    try:
+                        _, err = p.communicate(timeout=15)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.communicate(timeout=5)
+                        self.fail("serve %s %s kept running" % (flag, value))
+                    err = err.decode(errors="replace")
+                    self.assertNotEqual(p.returncode, 0, err)
+                    self.assertIn(value, err, "the error does not name the bad value")
+                    self.assertNotIn("ready:", err)
 
 
 class ExhaustedPortRangeTest(DaemonTestCase):

@@ -2,6 +2,8 @@
 assigned port, list and inspect it, patch and delete it."""
 
 import os
+import socket
+import threading
 import unittest
 
 from harness import (INSTANCE_FIELDS, STATES, Daemon, DaemonTestCase, ask,
@@ -25,7 +27,7 @@ class InstancesTest(DaemonTestCase):
         ev = d.events()
         srv = d.server_program()
         obj = d.cli_json("create", "web", "--command", srv,
-                         "--arg=--port", "--arg", "{port}",
+                         "--arg", "--port", "--arg", "{port}",
                          "--env", "HV_EVENTS=" + ev.path, "--env", "HV_GREETING=hello",
                          "--route", "/ws/", "--json")
         self.assertEqual(obj["name"], "web")
@@ -45,6 +47,17 @@ class InstancesTest(DaemonTestCase):
         answer = ask(port)
         self.assertEqual(answer["nonce"], event["nonce"])
         self.assertProgramIsInstance(d.get("web"), answer)
+
+    def test_program_inherits_only_stdio(self):
+        """No daemon descriptor (API or proxy listening socket, database,
+        log or lock file) leaks into an instance: every fd is O_CLOEXEC."""
+        d = self.d
+        ev = d.events()
+        d.cli("create", "clean", "--command", d.server_program(), "--env", "HV_EVENTS=" + ev.path)
+        fds = ev.next()["fds"]
+        self.assertEqual(sorted(fds, key=int), ["0", "1", "2"],
+                         "descriptors inherited from the daemon: %r" % fds)
+        self.assertEqual(fds["0"], "/dev/null")
 
     def test_ls_and_status_show_port_and_state(self):
         d = self.d
@@ -112,6 +125,74 @@ class InstancesTest(DaemonTestCase):
             answer = ask(port)
             self.assertEqual(answer["argv"], ["tag=" + name])
             self.assertEqual(answer["nonce"], events["tag=" + name]["nonce"])
+
+    def test_ports_in_use_are_skipped(self):
+        """Every port of the range but one is taken by another program: the
+        instance gets that one, and the next create finds none."""
+        d = self.d
+        lo, hi = d.port_range
+        squatters = []
+        try:
+            for port in range(lo, hi):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                squatters.append(s)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", port))
+                    s.listen(1)
+                except OSError:
+                    pass   # someone else listens there: in use all the same
+            obj = d.cli_json("create", "skipper", "--command", d.server_program(),
+                             "--no-start", "--json")
+            self.assertEqual(obj["port"], hi, "got a port another program listens on")
+            self.assertApiError(d.api("POST", "/api/v1/instances", {
+                "name": "nomore", "command": d.server_program(), "start": False}),
+                409, "exhausted", mentions=["port"])
+            self.assertEqual([i["name"] for i in d.ls()], ["skipper"])
+        finally:
+            for s in squatters:
+                s.close()
+
+    def test_concurrent_creates_get_distinct_ports(self):
+        d = self.d
+        srv = d.server_program()
+        results = {}
+
+        def create(name):
+            results[name] = d.api("POST", "/api/v1/instances",
+                                  {"name": name, "command": srv, "start": False})
+
+        names = ["c%d" % i for i in range(8)]
+        threads = [threading.Thread(target=create, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for name in names:
+            self.assertEqual(results[name][0], 201, results[name])
+        ports = [results[n][1]["port"] for n in names]
+        self.assertEqual(len(set(ports)), len(ports), "a port was given twice: %r" % ports)
+        for port in ports:
+            self.assertInRange(port)
+        self.assertEqual(sorted(i["name"] for i in d.ls()), sorted(names))
+
+    def test_concurrent_creates_of_one_name_make_one_instance(self):
+        d = self.d
+        srv = d.server_program()
+        results = []
+
+        def create():
+            results.append(d.api("POST", "/api/v1/instances",
+                                 {"name": "twin", "command": srv, "start": False}))
+
+        threads = [threading.Thread(target=create) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        statuses = sorted(r[0] for r in results)
+        self.assertEqual(statuses, [201] + [409] * 5, results)
+        self.assertEqual([i["name"] for i in d.ls()], ["twin"])
 
     def test_cwd_and_no_start(self):
         d = self.d

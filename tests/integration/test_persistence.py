@@ -10,7 +10,7 @@ import time
 import unittest
 
 from harness import (Daemon, DaemonTestCase, ask, pids_matching, proc_cmdline,
-                     stable_view)
+                     stable_view, wait_pid_gone)
 
 
 def stored_view(instances):
@@ -79,6 +79,44 @@ class PersistenceTest(DaemonTestCase):
 
     def test_sigkill_restart_readopts_without_duplicates(self):
         self.check_readopted(signal.SIGKILL)
+
+    def test_program_that_died_while_daemon_was_down_is_restarted(self):
+        d = self.d
+        obj, event, ev = self.create_server("phoenix", "--restart", "always")
+        before = d.get("phoenix")
+        host = self.assertProgramIsInstance(before, ask(obj["port"]))
+        d.stop()
+        os.kill(host, signal.SIGKILL)
+        self.assertTrue(wait_pid_gone(host, 10))
+        d.start()
+        second = ev.next(timeout=30)
+        self.assertNotEqual(second["nonce"], event["nonce"])
+        now, _ = d.wait_state("phoenix", "running", timeout=30,
+                              pred=lambda o: o["pid"] not in (None, before["pid"]))
+        self.assertEqual(now["port"], before["port"])
+        self.assertEqual(ask(obj["port"])["nonce"], second["nonce"])
+        self.assertEqual(len(self.programs()), 1, "exactly one program for the instance")
+
+    def test_autostart_after_full_shutdown(self):
+        d = self.d
+        obj, event, ev = self.create_server("auto")
+        srv = d.server_program()
+        status, manual = d.api("POST", "/api/v1/instances?wait=1", {
+            "name": "manual", "command": srv, "autostart": False})
+        self.assertEqual(status, 201, manual)
+        self.assertEqual(manual["autostart"], False)
+        d.cli("shutdown", "--stop-instances")
+        self.assertEqual(d.proc.wait(20), 0, d.stderr_text())
+        self.assertEqual(self.programs(), [], "shutdown --stop-instances left the program")
+        d.start()
+        # `auto` starts with the daemon, `manual` does not.
+        second = ev.next(timeout=30)
+        self.assertNotEqual(second["nonce"], event["nonce"])
+        auto, _ = d.wait_state("auto", "running", timeout=30)
+        self.assertEqual(auto["port"], obj["port"])
+        self.assertEqual(ask(obj["port"])["nonce"], second["nonce"])
+        self.assertEqual(d.get("manual")["state"], "stopped")
+        self.assertEqual(d.get("manual")["port"], manual["port"])
 
     def test_readopted_program_output_still_captured(self):
         d = self.d

@@ -1,0 +1,204 @@
+// Cgroups: making, finding and removing run cgroups. Setup is in
+// cgroup_setup.cpp, a run's kill/stats in run_cgroup.cpp.
+#include "os/cgroup.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cerrno>
+#include <chrono>
+#include <filesystem>
+
+namespace hv::os {
+namespace {
+
+using R = CgroupRole;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kDestroyDeadline = std::chrono::seconds(5);
+
+void pause(std::chrono::milliseconds ms) {
+  struct timespec ts {0, static_cast<long>(std::chrono::nanoseconds(ms).count())};
+  ::nanosleep(&ts, nullptr);
+}
+
+// A directory that did not exist before: a leftover of the same name is
+// removed first, since a cgroup that saw cgroup.kill poisons later
+// CLONE_INTO_CGROUP children (see cgroup.h).
+Result<CgroupDir> makeFresh(const std::string& path) {
+  if (::mkdir(path.c_str(), 0755) != 0) {
+    if (errno != EEXIST) return failErrno("mkdir " + path, errno);
+    if (::rmdir(path.c_str()) != 0) {
+      if (errno == EBUSY) return fail(Errc::kConflict, "run cgroup " + path + " already holds processes");
+      return failErrno("rmdir " + path, errno);
+    }
+    if (::mkdir(path.c_str(), 0755) != 0) return failErrno("mkdir " + path, errno);
+  }
+  return CgroupDir::open(path);
+}
+
+// SIGKILLs what is in `dir` (pids read just now from cgroup.procs), then
+// removes its subdirectories and itself, retrying while the killed exit.
+Status killAndRemoveTree(const std::string& dir, Clock::time_point deadline) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.is_directory(ec)) {
+      if (auto ok = killAndRemoveTree(entry.path().string(), deadline); !ok) return ok;
+    }
+  }
+  Result<CgroupDir> cg = CgroupDir::open(dir);
+  if (!cg) return cg.error().code == Errc::kNotFound ? Status() : Status(std::unexpected(cg.error()));
+  for (;;) {
+    if (auto pids = cg->procs()) {
+      for (pid_t pid : *pids) ::kill(pid, SIGKILL);
+    }
+    Status removed = cg->remove();
+    if (removed || Clock::now() > deadline) return removed;
+    pause(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace
+
+const std::string& Cgroups::rootPath() const {
+  static const std::string kNone;
+  return hierarchies_.empty() ? kNone : hierarchies_[0].root.path();
+}
+
+Result<RunCgroup> Cgroups::createRun(const std::string& instance, uint64_t runId, const CgroupLimits& limits) const {
+  if (!isPlainCgroupName(instance)) return fail(Errc::kInvalidArgument, "bad instance name for a cgroup: '" + instance + "'");
+  if (!usable()) return fail(Errc::kUnavailable, "no usable cgroup hierarchy");
+  Result<RunCgroup> run = openRun(instance + "/run-" + std::to_string(runId), true);
+  if (!run) return run;
+  if (auto ok = run->applyLimits(limits, memsw_); !ok) {
+    (void)run->remove();
+    return std::unexpected(ok.error());
+  }
+  return run;
+}
+
+// The instance's directory; on v2 it hands our controllers down to its runs.
+Status Cgroups::makeInstanceDir(const Hierarchy& h, const std::string& instance) const {
+  Result<CgroupDir> dir = CgroupDir::make(h.root.path() + "/" + instance);
+  if (!dir) return std::unexpected(dir.error());
+  for (const std::string& c : h.mount.v2 ? v2Controllers_ : std::vector<std::string>{}) {
+    if (auto ok = dir->write("cgroup.subtree_control", "+" + c); !ok) return ok;
+  }
+  return {};
+}
+
+// The run "<instance>/run-N" below the root of every hierarchy: made fresh
+// (with the instance directory, which passes the v2 controllers down), or
+// opened as it is for adoption.
+Result<RunCgroup> Cgroups::openRun(const std::string& relative, bool create) const {
+  std::vector<RunCgroup::Node> nodes;
+  auto undo = [&](Error error) {
+    if (create) {
+      for (const auto& n : nodes) (void)n.dir.remove();
+    }
+    return std::unexpected(std::move(error));
+  };
+  size_t slash = relative.find('/');
+  for (const Hierarchy& h : hierarchies_) {
+    std::string path = h.root.path() + "/" + relative;
+    if (create) {
+      if (auto ok = makeInstanceDir(h, relative.substr(0, slash)); !ok) return undo(ok.error());
+    }
+    Result<CgroupDir> dir = create ? makeFresh(path) : CgroupDir::open(path);
+    if (!dir) return undo(dir.error());
+    nodes.push_back(RunCgroup::Node{h.mount.v2, h.roles, std::move(*dir)});
+  }
+  Result<RunCgroup> run = RunCgroup::make(std::move(nodes));
+  if (!run && create) {
+    for (const Hierarchy& h : hierarchies_) ::rmdir((h.root.path() + "/" + relative).c_str());
+  }
+  return run;
+}
+
+Result<RunCgroup> Cgroups::adopt(pid_t pid) const {
+  if (!usable()) return fail(Errc::kUnavailable, "no usable cgroup hierarchy");
+  Result<std::vector<CgroupMembership>> lines = readMembership(pid);
+  if (!lines) return std::unexpected(lines.error());
+  const Hierarchy& primary = hierarchies_[0];
+  const CgroupMembership* line = membershipFor(primary.mount, *lines);
+  std::optional<std::string> dir = line ? cgroupDir(primary.mount, line->path) : std::nullopt;
+  std::string prefix = primary.root.path() + "/";
+  std::string relative = dir && dir->starts_with(prefix) ? dir->substr(prefix.size()) : "";
+  size_t slash = relative.find('/');
+  bool twoLevels = slash != std::string::npos && slash > 0 && relative.find('/', slash + 1) == std::string::npos &&
+                   relative.substr(slash + 1).starts_with("run-");
+  if (!twoLevels) {
+    return fail(Errc::kNotFound, "process " + std::to_string(pid) + " is not in a run cgroup under " + primary.root.path() +
+                                     " (it is in " + (line ? line->path : std::string("no cgroup")) + ")");
+  }
+  return openRun(relative, false);
+}
+
+Status Cgroups::destroy() const {
+  Clock::time_point deadline = Clock::now() + kDestroyDeadline;
+  Status result;
+  for (const Hierarchy& h : hierarchies_) {
+    if (h.mount.v2 && h.root.has("cgroup.kill")) (void)h.root.write("cgroup.kill", "1");
+    if (auto ok = killAndRemoveTree(h.root.path(), deadline); !ok && result) result = ok;
+  }
+  return result;
+}
+
+// ---- RunCgroup: construction and the simple accessors ---------------------
+
+Result<RunCgroup> RunCgroup::make(std::vector<Node> nodes) {
+  RunCgroup run;
+  run.nodes_ = std::move(nodes);
+  for (const Node& n : run.nodes_) {
+    if (n.v2) {
+      Result<UniqueFd> events = n.dir.openFile("cgroup.events", O_RDONLY);
+      if (!events) return std::unexpected(events.error());
+      run.eventsFd_ = std::move(*events);
+      continue;
+    }
+    Result<UniqueFd> procs = n.dir.openFile("cgroup.procs", O_WRONLY);
+    if (!procs) return std::unexpected(procs.error());
+    run.procsFds_.push_back(procs->get());
+    run.procsOwned_.push_back(std::move(*procs));
+  }
+  return run;
+}
+
+Result<RunCgroup> RunCgroup::adopt(pid_t pid, const Cgroups& cgroups) { return cgroups.adopt(pid); }
+
+const RunCgroup::Node* RunCgroup::node(unsigned role) const {
+  for (const Node& n : nodes_) {
+    if ((n.roles & role) != 0) return &n;
+  }
+  return nullptr;
+}
+
+int RunCgroup::v2DirFd() const {
+  const Node* tree = node(R::kTree);
+  return tree ? tree->dir.fd() : -1;
+}
+
+std::optional<int> RunCgroup::watchFd() const {
+  if (!eventsFd_) return std::nullopt;
+  return eventsFd_.get();
+}
+
+const std::string& RunCgroup::path() const { return nodes_.front().dir.path(); }
+
+std::vector<std::string> RunCgroup::paths() const {
+  std::vector<std::string> out;
+  for (const Node& n : nodes_) out.push_back(n.dir.path());
+  return out;
+}
+
+Status RunCgroup::remove() const {
+  Status result;
+  for (const Node& n : nodes_) {
+    if (auto ok = n.dir.remove(); !ok && result) result = ok;
+  }
+  return result;
+}
+
+}  // namespace hv::os
