@@ -11,7 +11,7 @@ PACKAGES=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libsqlite3-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
   # tests
-  libgtest-dev libgmock-dev python3 procps iproute2
+  libgtest-dev libgmock-dev python3 python3-websockets procps iproute2
 )
 
 missing=()

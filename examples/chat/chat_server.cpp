@@ -62,13 +62,12 @@ std::expected<tcp::endpoint, std::string> parseListen(std::string_view text) {
   return tcp::endpoint(address, *port);
 }
 
-// The endpoint from the command line, else from $PORT. An empty endpoint
-// with no error means --help was answered.
-std::expected<tcp::endpoint, std::string> endpointFrom(int argc, char** argv) {
+// The endpoint from the command line, else from $PORT; nullopt for --help.
+std::expected<std::optional<tcp::endpoint>, std::string> endpointFrom(int argc, char** argv) {
   std::optional<std::string_view> listen;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") return tcp::endpoint();
+    if (arg == "--help" || arg == "-h") return std::nullopt;
     if (arg == "--listen") {
       if (i + 1 == argc) return std::unexpected(std::string("--listen needs ADDR:PORT"));
       listen = argv[++i];
@@ -94,7 +93,7 @@ int main(int argc, char** argv) {
     std::cerr << "hostvisor-chat: " << endpoint.error() << "\n\n" << kUsage;
     return 2;
   }
-  if (endpoint->port() == 0) {
+  if (!*endpoint) {
     std::cout << kUsage;
     return 0;
   }
@@ -104,12 +103,14 @@ int main(int argc, char** argv) {
   ChatRoom room;
   asio::io_context io{1};
   Listener listener(io, room);
-  if (auto listening = listener.listen(*endpoint); !listening) {
+  if (auto listening = listener.listen(**endpoint); !listening) {
     std::cerr << "hostvisor-chat: cannot " << listening.error() << std::endl;
     return 1;
   }
   auto bound = listener.localEndpoint();
-  std::cout << "chat: listening on " << bound.address().to_string() << ":" << bound.port() << std::endl;
+  std::string host = bound.address().to_string();
+  if (bound.address().is_v6()) host = "[" + host + "]";
+  std::cout << "chat: listening on " << host << ":" << bound.port() << std::endl;
 
   asio::steady_timer deadline(io);
   asio::signal_set signals(io, SIGINT, SIGTERM);

@@ -161,6 +161,8 @@ async def test_http(server):
     check(status == 200 and body == "ok", f"GET /chat/healthz: {status} {body!r}")
     status, _, _ = await asyncio.to_thread(http_get, server.url + "/chat/nope")
     check(status == 404, f"GET /chat/nope: {status}")
+    status, _, body = await asyncio.to_thread(http_get, server.url + "/")  # follows the redirect
+    check(status == 200 and "/chat/ws" in body, f"GET / does not lead to the page: {status}")
     status, headers, _ = await asyncio.to_thread(http_get, server.url + "/chat/", "POST")
     check(status == 405 and headers["Allow"] == "GET, HEAD", f"POST /chat/: {status}")
 
@@ -213,6 +215,11 @@ async def test_protocol_errors(server, ann):
     await expect(eve, "error", message="already joined")
     await eve.close()
     await expect(ann, "leave", name=want)
+
+    binary = await connect(server)  # never joined: no leave is announced for it
+    await expect(binary, "welcome")
+    await binary.send(b"\x00\x01")
+    await expect_closed(binary, 1003)
 
 
 async def test_history_and_limits(server, ann):

@@ -416,8 +416,9 @@ class Daemon:
     `stop()`/`start()` (or `restart()`) run a new daemon process on the same
     data dir (persistence tests)."""
 
-    def __init__(self, port_count=10):
+    def __init__(self, port_count=10, extra_args=()):
         self.port_range = pick_port_range(port_count)
+        self.extra_args = list(extra_args)
         with _LIVE_LOCK:
             _guard()
             self.data_dir = tempfile.mkdtemp(prefix="hv-it-data-")
@@ -457,7 +458,7 @@ class Daemon:
         lo, hi = self.port_range
         return [BIN, "serve", "--data-dir", self.data_dir,
                 "--api-listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0",
-                "--port-range", "%d-%d" % (lo, hi)]
+                "--port-range", "%d-%d" % (lo, hi)] + self.extra_args
 
     def child_env(self):
         env = {k: v for k, v in os.environ.items()
