@@ -39,6 +39,8 @@ json::object instanceToJson(const InstanceStatus& s) {
   o["exit_signal"] = exited && s.lastExit->signaled ? json::value(s.lastExit->code) : json::value(nullptr);
   o["reason"] = s.reason;
   o["last_output"] = s.lastOutput;
+  o["cpu_seconds"] = s.cpuSeconds ? json::value(*s.cpuSeconds) : json::value(nullptr);
+  o["rss_bytes"] = s.rssBytes ? json::value(*s.rssBytes) : json::value(nullptr);
   o["start_secs"] = spec.startSecs;
   o["ready"] = spec.ready == store::ReadyCheck::kPort ? "port" : "start_secs";
   o["stop_signal"] = spec.stopSignal;

@@ -1,6 +1,7 @@
 #include "api/log_stream.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -48,6 +49,7 @@ class LogStream : public std::enable_shared_from_this<LogStream<Protocol>> {
       return closeWith("cannot watch the log: " + std::string(std::strerror(errno)));
     }
     inotify_.assign(fd);
+    generation_ = target_.rotator->generation(target_.instance);
     struct stat st {};
     ::fstat(file_.get(), &st);
     offset_ = st.st_size;
@@ -106,15 +108,36 @@ class LogStream : public std::enable_shared_from_this<LogStream<Protocol>> {
   }
 
   void readMore() {
+    if (rotated_ && readChunk(rotated_.get(), rotatedOffset_)) return;
+    rotated_.reset();
+    const uint64_t generation = target_.rotator->generation(target_.instance);
+    if (generation != generation_) {
+      // Rotated: the bytes we had not sent are in NAME.log.1 at the same
+      // offsets (it is a copy). More than one rotation behind: the ones in
+      // between are older files; say so and go on from the newest.
+      if (generation > generation_ + 1)
+        pending_ = fmt::format("[hostvisor: this follower fell {} log rotation(s) behind; "
+                               "their output was skipped]\n", generation - generation_ - 1);
+      rotated_.reset(::open((target_.logs->pathOf(target_.instance) + ".1").c_str(), O_RDONLY | O_CLOEXEC));
+      rotatedOffset_ = generation > generation_ + 1 ? 0 : offset_;
+      generation_ = generation;
+      offset_ = 0;
+      if (!pending_.empty()) return;
+      if (rotated_ && readChunk(rotated_.get(), rotatedOffset_)) return;
+      rotated_.reset();
+    }
     struct stat st {};
-    if (::fstat(file_.get(), &st) != 0) return;
-    if (st.st_size < offset_) offset_ = 0;  // truncated: follow from the new start
-    if (st.st_size == offset_) return;
-    const size_t n = std::min<size_t>(kFrameBytes, static_cast<size_t>(st.st_size - offset_));
-    pending_.resize(n);
-    ssize_t got = ::pread(file_.get(), pending_.data(), n, offset_);
+    if (::fstat(file_.get(), &st) == 0 && st.st_size < offset_) offset_ = 0;  // truncated by hand
+    readChunk(file_.get(), offset_);
+  }
+
+  // Reads up to one frame from `fd` at `offset` into pending_; false at EOF.
+  bool readChunk(int fd, off_t& offset) {
+    pending_.resize(kFrameBytes);
+    ssize_t got = ::pread(fd, pending_.data(), kFrameBytes, offset);
     pending_.resize(got > 0 ? static_cast<size_t>(got) : 0);
-    offset_ += static_cast<off_t>(pending_.size());
+    offset += static_cast<off_t>(pending_.size());
+    return !pending_.empty();
   }
 
   void closeWith(std::string reason) {
@@ -137,6 +160,9 @@ class LogStream : public std::enable_shared_from_this<LogStream<Protocol>> {
   asio::posix::stream_descriptor inotify_;
   UniqueFd file_;
   off_t offset_ = 0;
+  uint64_t generation_ = 0;  // the rotator's count when offset_ was last valid
+  UniqueFd rotated_;         // NAME.log.1 while draining what rotation moved there
+  off_t rotatedOffset_ = 0;
   std::array<char, 4096> events_{};
   beast::flat_buffer incoming_;
   std::string pending_;

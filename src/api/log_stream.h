@@ -5,7 +5,7 @@
 //
 // Event-driven: inotify on the file (IN_MODIFY; IN_ATTRIB for unlink) wakes it, it
 // never polls. A truncated file (rotation by copy-truncate) is followed from
-// its new start. At most one frame is in flight, 64 KiB each, so a slow
+// its new start; what it had not sent yet is read from NAME.log.1 first. At most one frame is in flight, 64 KiB each, so a slow
 // client holds a bounded buffer and the program writing the log never waits.
 // Runs on the control io_context's thread.
 #pragma once
@@ -18,11 +18,13 @@
 
 #include "api/api.h"
 #include "supervisor/log_files.h"
+#include "supervisor/log_rotator.h"
 
 namespace hv::api {
 
 struct LogFollowTarget {
   const supervisor::LogFiles* logs = nullptr;
+  const supervisor::LogRotator* rotator = nullptr;
   std::string instance;
   int lines = 100;  // how many past lines to send first
 };

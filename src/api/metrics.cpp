@@ -50,6 +50,20 @@ std::string renderMetrics(const std::vector<supervisor::InstanceStatus>& instanc
                          escapeLabel(i.spec.name), escapeLabel(i.spec.account), value);
     }
   }
+  out += "# HELP hostvisor_instance_cpu_seconds_total CPU time of the current run (its cgroup).\n"
+         "# TYPE hostvisor_instance_cpu_seconds_total counter\n";
+  for (const auto& i : instances) {
+    if (i.cpuSeconds)
+      out += fmt::format("hostvisor_instance_cpu_seconds_total{{instance=\"{}\",account=\"{}\"}} {:.3f}\n",
+                         escapeLabel(i.spec.name), escapeLabel(i.spec.account), *i.cpuSeconds);
+  }
+  out += "# HELP hostvisor_instance_rss_bytes Anonymous memory of the current run (its cgroup).\n"
+         "# TYPE hostvisor_instance_rss_bytes gauge\n";
+  for (const auto& i : instances) {
+    if (i.rssBytes)
+      out += fmt::format("hostvisor_instance_rss_bytes{{instance=\"{}\",account=\"{}\"}} {}\n",
+                         escapeLabel(i.spec.name), escapeLabel(i.spec.account), *i.rssBytes);
+  }
   return out;
 }
 

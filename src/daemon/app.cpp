@@ -9,13 +9,16 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/json.hpp>
+#include <algorithm>
 #include <cstdlib>
 
 #include "api/api.h"
 #include "api/auth.h"
 #include "api/http_server.h"
 #include "base/paths.h"
+#include "base/scope_exit.h"
 #include "daemon/data_dir.h"
+#include "os/cgroup.h"
 #include "os/users.h"
 #include "store/database.h"
 #include "supervisor/supervisor.h"
@@ -71,6 +74,28 @@ Result<std::string> syncAccounts(store::Database& db, const Config& config, int6
   return config.accounts.size() == 1 ? config.accounts[0].name : std::string();
 }
 
+// Each data dir gets its own cgroup subtree (two daemons never share one),
+// stable across restarts so running instances are found again.
+std::string cgroupRootName(const std::string& dataDir) {
+  return "hostvisor-" + api::hashToken(dataDir).substr(0, 12);
+}
+
+std::optional<os::Cgroups> openCgroups(const std::string& dataDir) {
+  auto cgroups = os::Cgroups::open(cgroupRootName(dataDir));
+  if (!cgroups) {
+    spdlog::error("cgroups: {}; instances run without limits or whole-tree kill", cgroups.error().message);
+    return std::nullopt;
+  }
+  spdlog::info("cgroups: {} layout, root {}", os::layoutName(cgroups->layout()),
+               cgroups->usable() ? cgroups->rootPath() : "-");
+  for (const auto& m : cgroups->mechanisms()) {
+    if (m.enforced) spdlog::info("  {:<24} enforced: {}", m.name, m.detail);
+    else spdlog::warn("  {:<24} DEGRADED: {}", m.name, m.detail);
+  }
+  if (cgroups->usable()) cgroups->removeEmptyRuns();
+  return std::move(*cgroups);
+}
+
 }  // namespace
 
 Result<int> serve(const Config& config) {
@@ -93,7 +118,16 @@ Result<int> serve(const Config& config) {
   options.portLo = config.portLo;
   options.portHi = config.portHi;
   options.logRotation = supervisor::RotationPolicy{config.logMaxBytes, config.logKeep};
+  std::optional<os::Cgroups> cgroups = openCgroups(dataDir);
+  options.cgroups = cgroups ? &*cgroups : nullptr;
   supervisor::Supervisor supervisor(io, **db, clock, options);
+  // On every way out: with nothing left running, the cgroup subtree has no
+  // one to re-adopt, so it goes.
+  ScopeExit releaseCgroups([&] {
+    const auto all = supervisor.list();
+    const bool anyActive = std::any_of(all.begin(), all.end(), [](const auto& s) { return supervisor::isActive(s.state); });
+    if (cgroups && cgroups->usable() && !anyActive) (void)cgroups->destroy();
+  });
   if (auto s = supervisor.load(); !s) return std::unexpected(s.error());
 
   bool stopInstances = config.stopInstancesOnExit;
@@ -129,7 +163,8 @@ Result<int> serve(const Config& config) {
   });
 
   boost::json::object info{{"pid", ::getpid()}, {"api", apiAddress}, {"socket", socketPath(dataDir)},
-                           {"data_dir", dataDir}};
+                           {"data_dir", dataDir},
+                           {"cgroup", cgroups && cgroups->usable() ? cgroups->rootPath() : ""}};
   if (auto s = writeFileAtomic(dataDir + "/daemon.json", boost::json::serialize(info) + "\n", 0644); !s)
     return std::unexpected(s.error());
   spdlog::warn("front proxy: not built yet; --proxy-listen {} is accepted and not served", config.proxyListen);

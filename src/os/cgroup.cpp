@@ -2,14 +2,16 @@
 // cgroup_setup.cpp, a run's kill/stats in run_cgroup.cpp.
 #include "os/cgroup.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
-#include <filesystem>
+#include <string_view>
 
 namespace hv::os {
 namespace {
@@ -39,14 +41,25 @@ Result<CgroupDir> makeFresh(const std::string& path) {
   return CgroupDir::open(path);
 }
 
+// The names of the subdirectories of `dir` (child cgroups); empty if it
+// cannot be read.
+std::vector<std::string> childCgroups(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (const struct dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    if (e->d_type == DT_DIR && name != "." && name != "..") names.emplace_back(name);
+  }
+  ::closedir(d);
+  return names;
+}
+
 // SIGKILLs what is in `dir` (pids read just now from cgroup.procs), then
 // removes its subdirectories and itself, retrying while the killed exit.
 Status killAndRemoveTree(const std::string& dir, Clock::time_point deadline) {
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    if (entry.is_directory(ec)) {
-      if (auto ok = killAndRemoveTree(entry.path().string(), deadline); !ok) return ok;
-    }
+  for (const std::string& child : childCgroups(dir)) {
+    if (auto ok = killAndRemoveTree(dir + "/" + child, deadline); !ok) return ok;
   }
   Result<CgroupDir> cg = CgroupDir::open(dir);
   if (!cg) return cg.error().code == Errc::kNotFound ? Status() : Status(std::unexpected(cg.error()));
@@ -68,7 +81,9 @@ const std::string& Cgroups::rootPath() const {
 }
 
 Result<RunCgroup> Cgroups::createRun(const std::string& instance, uint64_t runId, const CgroupLimits& limits) const {
-  if (!isPlainCgroupName(instance)) return fail(Errc::kInvalidArgument, "bad instance name for a cgroup: '" + instance + "'");
+  if (!isPlainCgroupName(instance)) {
+    return fail(Errc::kInvalidArgument, "bad instance name for a cgroup: '" + instance + "'");
+  }
   if (!usable()) return fail(Errc::kUnavailable, "no usable cgroup hierarchy");
   Result<RunCgroup> run = openRun(instance + "/run-" + std::to_string(runId), true);
   if (!run) return run;
@@ -130,10 +145,23 @@ Result<RunCgroup> Cgroups::adopt(pid_t pid) const {
   bool twoLevels = slash != std::string::npos && slash > 0 && relative.find('/', slash + 1) == std::string::npos &&
                    relative.substr(slash + 1).starts_with("run-");
   if (!twoLevels) {
-    return fail(Errc::kNotFound, "process " + std::to_string(pid) + " is not in a run cgroup under " + primary.root.path() +
-                                     " (it is in " + (line ? line->path : std::string("no cgroup")) + ")");
+    return fail(Errc::kNotFound, "process " + std::to_string(pid) + " is not in a run cgroup under " +
+                                     primary.root.path() + " (it is in " + (line ? line->path : "no cgroup") + ")");
   }
   return openRun(relative, false);
+}
+
+size_t Cgroups::removeEmptyRuns() const {
+  size_t removed = 0;
+  for (const Hierarchy& h : hierarchies_) {
+    for (const std::string& instance : childCgroups(h.root.path())) {
+      for (const std::string& run : childCgroups(h.root.path() + "/" + instance)) {
+        bool gone = run.starts_with("run-") && ::rmdir((h.root.path() + "/" + instance + "/" + run).c_str()) == 0;
+        if (gone && &h == &hierarchies_.front()) ++removed;  // count runs, not directories
+      }
+    }
+  }
+  return removed;
 }
 
 Status Cgroups::destroy() const {
@@ -144,6 +172,17 @@ Status Cgroups::destroy() const {
     if (auto ok = killAndRemoveTree(h.root.path(), deadline); !ok && result) result = ok;
   }
   return result;
+}
+
+Status Cgroups::removeInstance(const std::string& instance) const {
+  if (!isPlainCgroupName(instance))
+    return fail(Errc::kInvalidArgument, "bad instance name for a cgroup: '" + instance + "'");
+  for (const Hierarchy& h : hierarchies_) {
+    const std::string dir = h.root.path() + "/" + instance;
+    if (::rmdir(dir.c_str()) != 0 && errno != ENOENT)
+      return failErrno("rmdir " + dir, errno, errno == EBUSY || errno == ENOTEMPTY ? Errc::kConflict : Errc::kInternal);
+  }
+  return {};
 }
 
 // ---- RunCgroup: construction and the simple accessors ---------------------
@@ -185,7 +224,10 @@ std::optional<int> RunCgroup::watchFd() const {
   return eventsFd_.get();
 }
 
-const std::string& RunCgroup::path() const { return nodes_.front().dir.path(); }
+const std::string& RunCgroup::path() const {
+  static const std::string kNone;
+  return nodes_.empty() ? kNone : nodes_.front().dir.path();
+}
 
 std::vector<std::string> RunCgroup::paths() const {
   std::vector<std::string> out;

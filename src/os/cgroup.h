@@ -151,9 +151,18 @@ class Cgroups {
   // kUnavailable when !usable(). `instance` must be a plain name.
   Result<RunCgroup> createRun(const std::string& instance, uint64_t runId, const CgroupLimits& limits) const;
 
+  // Removes every run cgroup left empty (by runs that ended while the daemon
+  // was down); returns how many runs went. Call at start-up, before the first
+  // createRun(): a run made but not yet spawned into is empty too.
+  size_t removeEmptyRuns() const;
+
   // Kills every process below the root and removes the whole subtree in every
   // hierarchy (tests, uninstall). Bounded: kConflict if something stays.
   Status destroy() const;
+
+  // Removes "<root>/<instance>" in every hierarchy once its runs are gone
+  // (instance deleted). kConflict while a run cgroup remains.
+  Status removeInstance(const std::string& instance) const;
 
  private:
   friend class RunCgroup;

@@ -117,9 +117,9 @@ std::optional<uint64_t> plainValue(std::string_view text) {
   return parseUint(text);
 }
 
-std::string errnoText(int err) {
+std::string errnoName(int err) {
   const char* name = ::strerrorname_np(err);
-  return std::string(name != nullptr ? name : "errno " + std::to_string(err)) + " (" + std::strerror(err) + ")";
+  return name != nullptr ? name : "errno " + std::to_string(err);
 }
 
 }  // namespace hv::os

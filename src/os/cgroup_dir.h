@@ -70,7 +70,7 @@ std::optional<uint64_t> keyedValue(std::string_view text, std::string_view key);
 // A whole unsigned decimal with optional trailing newline ("123\n").
 std::optional<uint64_t> plainValue(std::string_view text);
 
-// "EBUSY (Device or resource busy)".
-std::string errnoText(int err);
+// The errno's symbolic name: "EBUSY".
+std::string errnoName(int err);
 
 }  // namespace hv::os

@@ -3,6 +3,7 @@
 // are in the kernel's Documentation/admin-guide/cgroup-v2.rst).
 #include <algorithm>
 #include <cerrno>
+#include <iterator>
 #include <string_view>
 
 #include "os/cgroup.h"
@@ -39,8 +40,10 @@ constexpr V1Controller kV1Controllers[] = {
 
 constexpr unsigned kRoles[] = {R::kTree, R::kMemory, R::kPids, R::kCpu, R::kCpuStat, R::kFreezer};
 
+constexpr int kRoleCount = static_cast<int>(std::size(kRoles));
+
 int roleIndex(unsigned role) {
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < kRoleCount; ++i) {
     if (kRoles[i] == role) return i;
   }
   return 0;
@@ -62,7 +65,7 @@ std::string_view meaning(int err) {
 
 std::string explain(const Error& error) {
   if (error.sysErrno == 0) return error.message;
-  return error.message + " — " + errnoText(error.sysErrno) + ": " + std::string(meaning(error.sysErrno));
+  return error.message + " (" + errnoName(error.sysErrno) + "): " + std::string(meaning(error.sysErrno));
 }
 
 std::vector<std::string> words(std::string_view text) {
@@ -78,10 +81,7 @@ std::vector<std::string> words(std::string_view text) {
 }
 
 bool contains(const std::vector<std::string>& list, std::string_view word) {
-  for (const auto& w : list) {
-    if (w == word) return true;
-  }
-  return false;
+  return std::find(list.begin(), list.end(), word) != list.end();
 }
 
 // Proves a v1 controller works in our root: rewrites a limit file when we
@@ -92,6 +92,26 @@ Status probeV1(const CgroupDir& root, const V1Controller& c) {
   return failErrno("find " + root.path() + "/" + std::string(c.probeFile), ENOENT);
 }
 
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// "cgroup2 /sys/fs/cgroup/unified; v1 cpu, memory, pids, ..." (named
+// hierarchies left out).
+std::string mountList(const std::vector<CgroupMount>& mounts) {
+  std::string v2;
+  std::vector<std::string> v1;
+  for (const CgroupMount& m : mounts) {
+    if (m.v2) v2 = "cgroup2 at " + m.mountPoint;
+    for (const std::string& c : m.controllers) v1.push_back(c);
+  }
+  if (v2.empty() && v1.empty()) return "no cgroup filesystem mounted";
+  if (v1.empty()) return v2;
+  return v2 + (v2.empty() ? "" : "; ") + "v1 controllers " + joined(v1);
+}
+
 }  // namespace
 
 // Working state of open(): per role, how it is covered or why not.
@@ -100,8 +120,8 @@ struct Cgroups::Setup {
   std::vector<CgroupMount> mounts;
   std::vector<CgroupMembership> self;
   unsigned covered = 0;
-  std::string via[6];
-  std::string why[6];
+  std::string via[kRoleCount];  // how each role is enforced
+  std::string why[kRoleCount];  // or why not
   std::string movedTo;  // the leaf this process moved into, if it had to
 
   void cover(unsigned role, std::string how) {
@@ -259,10 +279,7 @@ void Cgroups::describe(const Setup& s) {
     bool on = (s.covered & role) != 0;
     mechanisms_.push_back(MechanismReport{std::move(name), on, on ? s.via[i] : s.why[i]});
   };
-  std::string mounts;
-  for (const CgroupMount& m : s.mounts) mounts += (mounts.empty() ? "" : ", ") + m.mountPoint;
-  mechanisms_.push_back(MechanismReport{"cgroups", usable(), std::string(layoutName(layout_)) + ": " +
-                                                                 (mounts.empty() ? "nothing mounted" : mounts)});
+  mechanisms_.push_back(MechanismReport{"cgroups", usable(), std::string(layoutName(layout_)) + ": " + mountList(s.mounts)});
   row("cgroup tree (v2)", R::kTree);
   if (!s.movedTo.empty()) mechanisms_.back().detail += "; this process moved into " + s.movedTo;
   row("memory limit", R::kMemory);
@@ -297,23 +314,23 @@ MechanismReport Cgroups::describeKill() const {
 
 MechanismReport Cgroups::describeJoin() const {
   MechanismReport r{"join before exec", usable(), ""};
-  std::string v1;
+  if (!usable()) {
+    r.detail = "no usable cgroup hierarchy: runs are tracked by process group only";
+    return r;
+  }
+  std::vector<std::string> v1;
   for (const Hierarchy& h : hierarchies_) {
     if (h.mount.v2) {
-      r.detail = "clone3(CLONE_INTO_CGROUP) into the v2 run cgroup (the child writes cgroup.procs where the kernel "
-                 "refuses)";
-      continue;
+      r.detail = "clone3(CLONE_INTO_CGROUP) into the v2 run cgroup (cgroup.procs where the kernel refuses it)";
+    } else {
+      v1.push_back(h.mount.mountPoint);
     }
-    for (const std::string& c : h.mount.controllers) v1 += (v1.empty() ? "" : ",") + c;
-    v1 += " ";
   }
   if (!v1.empty()) {
-    if (!r.detail.empty()) r.detail += "; ";
-    r.detail += "the child writes its pid to cgroup.procs of v1 " + v1 + "before exec";
+    r.detail += std::string(r.detail.empty() ? "" : "; ") + "the child writes itself into cgroup.procs under " +
+                joined(v1) + " before exec";
   }
-  if (!usable()) r.detail = "no usable cgroup hierarchy: runs are tracked by process group only";
   return r;
 }
-
 
 }  // namespace hv::os

@@ -1,6 +1,7 @@
 #include "os/spawn.h"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -77,6 +78,18 @@ struct ChildPlan {
   ::_exit(127);
 }
 
+// Nothing but stdin/stdout/stderr may reach the program: not the daemon's
+// sockets (Asio opens them without O_CLOEXEC), not a descriptor another
+// thread opened a moment ago. CLOSE_RANGE_CLOEXEC (close_range(2), Linux 5.11)
+// leaves them open until execve, so the error pipe still works; older kernels
+// get the same with fcntl per descriptor. Async-signal-safe, no allocation.
+void markInheritedCloexec() {
+  if (::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) == 0) return;
+  struct rlimit limit {};
+  const long max = ::getrlimit(RLIMIT_NOFILE, &limit) == 0 ? static_cast<long>(limit.rlim_cur) : 1024;
+  for (long fd = 3; fd < max && fd < 65536; ++fd) ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);
+}
+
 // The daemon blocks signals for its signalfd and may ignore SIGPIPE; both would
 // survive execve(2), so restore the defaults. Errors (SIGKILL, SIGSTOP and
 // glibc's internal signals refuse) are expected and ignored.
@@ -84,6 +97,17 @@ void resetSignals() {
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+  // glibc refuses its own signals (32, 33) in sigaction(), yet an ignored one
+  // is inherited across exec (seen under a CI runner): reset them with the
+  // raw rt_sigaction(2), whose struct is {handler, flags, restorer, mask}.
+  struct {
+    void* handler;
+    unsigned long flags;
+    void* restorer;
+    uint64_t mask;
+  } kernelDfl{};  // SIG_DFL is 0
+  for (int sig = 32; sig < SIGRTMIN; ++sig)
+    ::syscall(SYS_rt_sigaction, sig, &kernelDfl, nullptr, sizeof(uint64_t));
   sigset_t none;
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -137,6 +161,7 @@ void joinCgroups(const ChildPlan& plan) {
   }
   // After dropping privileges, so the account's own permissions apply.
   if (plan.cwd != nullptr && ::chdir(plan.cwd) < 0) childFail(plan.errorFd, Step::kChdir, errno);
+  markInheritedCloexec();
   ::execve(plan.path, plan.argv, plan.envp);
   childFail(plan.errorFd, Step::kExec, errno);
 }

@@ -72,6 +72,7 @@ Status LogRotator::rotateIfNeeded(const std::string& instance, bool force) {
   if (policy_.keep <= 0) {
     if (::ftruncate(in.get(), 0) != 0) return failErrno("truncate " + path, errno);
     ++rotations_;
+    ++generations_[instance];
     return {};
   }
   for (int k = policy_.keep; k > 1; --k) {
@@ -91,7 +92,13 @@ Status LogRotator::rotateIfNeeded(const std::string& instance, bool force) {
   }
   if (::ftruncate(in.get(), 0) != 0) return failErrno("truncate " + path, errno);
   ++rotations_;
+  ++generations_[instance];
   return {};
+}
+
+uint64_t LogRotator::generation(const std::string& instance) const {
+  auto it = generations_.find(instance);
+  return it == generations_.end() ? 0 : it->second;
 }
 
 }  // namespace hv::supervisor

@@ -16,6 +16,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 
 #include "base/result.h"
 #include "supervisor/log_files.h"
@@ -34,6 +35,10 @@ class LogRotator {
   // Rotates NAME.log if it is over the size (or always, if `force`).
   Status rotateIfNeeded(const std::string& instance, bool force = false);
   uint64_t rotations() const { return rotations_; }
+  // How many times NAME.log was rotated since the daemon started. A follower
+  // that sees it change reads the rest of what it had not sent from
+  // NAME.log.1, an exact copy at the same offsets, then the fresh NAME.log.
+  uint64_t generation(const std::string& instance) const;
 
  private:
   void doWatch();
@@ -44,6 +49,7 @@ class LogRotator {
   boost::asio::posix::stream_descriptor inotify_;
   std::array<char, 16 * 1024> events_{};
   uint64_t rotations_ = 0;
+  std::unordered_map<std::string, uint64_t> generations_;
 };
 
 }  // namespace hv::supervisor

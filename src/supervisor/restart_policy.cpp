@@ -20,6 +20,7 @@ Millis backoff(const RestartParams& params, int quickFailures, double jitter) {
 }  // namespace
 
 std::string describeExit(const ExitInfo& exit) {
+  if (exit.outOfMemory) return "killed: out of memory (it went over its memory limit)";
   if (exit.signaled) {
     const char* abbrev = sigabbrev_np(exit.code);
     return abbrev ? fmt::format("killed by signal {} (SIG{})", exit.code, abbrev)

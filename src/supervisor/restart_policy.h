@@ -17,6 +17,7 @@ struct ExitInfo {
   bool signaled = false;
   int code = 0;       // exit code, or signal number when signaled; -1 = unknown
   Millis uptime{0};   // how long the process ran
+  bool outOfMemory = false;  // its cgroup counted an OOM kill during the run
 };
 
 struct RestartParams {

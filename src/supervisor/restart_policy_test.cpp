@@ -71,6 +71,8 @@ TEST(RestartPolicy, ReasonsNameTheExitAndTheCrashLoop) {
   EXPECT_NE(fatal.reason.find("crash loop: 5 quick exits"), std::string::npos);
   EXPECT_NE(fatal.reason.find("exited with code 3"), std::string::npos);
   EXPECT_EQ(describeExit(ExitInfo{false, -1, Millis(0)}), "exited (status unknown)");
+  EXPECT_EQ(describeExit(ExitInfo{true, 9, Millis(5), true}),
+            "killed: out of memory (it went over its memory limit)");
 }
 
 }  // namespace

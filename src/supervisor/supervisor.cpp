@@ -45,12 +45,24 @@ InstanceStatus Supervisor::snapshot(const Instance& inst) const {
   s.lastOutput = inst.lastOutput;
   s.lastExit = inst.lastExit;
   s.reason = inst.reason;
+  if (inst.cgroup) {
+    readStats(inst);
+    if (inst.stats.cpuNanos) s.cpuSeconds = static_cast<double>(*inst.stats.cpuNanos) / 1e9;
+    if (inst.stats.rssBytes) s.rssBytes = static_cast<int64_t>(*inst.stats.rssBytes);
+  }
   if (inst.pid > 0) {
     s.startedAt = inst.startedWall;
     s.uptimeSeconds =
         std::chrono::duration_cast<std::chrono::seconds>(clock_.now() - inst.startedAt).count();
   }
   return s;
+}
+
+void Supervisor::readStats(const Instance& inst) const {
+  const auto now = clock_.now();
+  if (inst.statsAt != Clock::TimePoint{} && now - inst.statsAt < std::chrono::seconds(1)) return;
+  inst.stats = inst.cgroup->stats().value_or(os::CgroupStats{});
+  inst.statsAt = now;
 }
 
 Status Supervisor::persist(const store::InstanceRecord& spec) { return db_.updateInstance(spec); }
@@ -194,6 +206,9 @@ void Supervisor::remove(const std::string& name, std::function<void(Status)> don
     if (auto s = db_.deleteInstance(name); !s) return done(s);
     ports_.release(static_cast<uint16_t>(inst->spec.port));
     logs_.remove(name);
+    if (options_.cgroups && options_.cgroups->usable()) {
+      if (auto s = options_.cgroups->removeInstance(name); !s) spdlog::warn("instance {}: {}", name, s.error().message);
+    }
     auto waiters = std::move(inst->waiters);
     instances_.erase(name);
     for (auto& w : waiters) w->done(std::unexpected(notFoundError(name)));

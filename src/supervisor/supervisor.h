@@ -19,6 +19,7 @@
 
 #include "base/clock.h"
 #include "base/result.h"
+#include "os/cgroup.h"
 #include "store/database.h"
 #include "supervisor/instance_state.h"
 #include "supervisor/log_files.h"
@@ -35,6 +36,9 @@ struct SupervisorOptions {
   PortPool::InUseProbe portInUse;  // default: os::tcpPortInUse
   RestartParams restart;           // mode and startSecs are taken per instance
   RotationPolicy logRotation;
+  // One fresh cgroup per run (limits, whole-tree kill, stats); null or not
+  // usable() = the host has none: process groups only (reported at start).
+  const os::Cgroups* cgroups = nullptr;
 };
 
 // A snapshot of one instance, for the API.
@@ -48,6 +52,8 @@ struct InstanceStatus {
   std::optional<ExitInfo> lastExit;  // how the last process ended
   std::string reason;                // why it is in this state
   std::string lastOutput;            // last log lines, when exited or fatal
+  std::optional<double> cpuSeconds;  // of the current run, from its cgroup
+  std::optional<int64_t> rssBytes;   // anonymous memory of the current run
 };
 
 class Supervisor {
@@ -84,6 +90,7 @@ class Supervisor {
   Result<InstanceStatus> get(const std::string& name) const;
   std::vector<InstanceStatus> list() const;  // ordered by name
   const LogFiles& logs() const { return logs_; }
+  const LogRotator& rotator() const { return rotator_; }
 
  private:
   struct Instance;
@@ -104,6 +111,10 @@ class Supervisor {
   void probeReady(Instance& inst, uint64_t run, Millis delay);
   void onExit(const std::string& name, uint64_t run);
   void handleExit(Instance& inst, const ExitInfo& exit);
+  // Kills what is left in the run's cgroup and calls `then` once it is empty
+  // (and removed): a leftover child can never hold the port on restart.
+  void reapCgroup(Instance& inst, std::function<void(Instance&)> then);
+  void readStats(const Instance& inst) const;
   void stopInstance(Instance& inst, Done done);
   void beginStop(Instance& inst);
   void signalGroup(Instance& inst, int sig);

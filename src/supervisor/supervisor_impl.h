@@ -37,6 +37,10 @@ struct Supervisor::Instance {
   bool startAfterStop = false;
   std::optional<ExitInfo> lastExit;
   std::string lastOutput;  // the log's last lines, kept when it went exited/fatal
+  std::optional<os::RunCgroup> cgroup;  // of the current run
+  // Stats read from the cgroup at most once a second (status is from memory).
+  mutable Clock::TimePoint statsAt{};
+  mutable os::CgroupStats stats;
   std::vector<std::unique_ptr<Waiter>> waiters;
   uint64_t nextWaiter = 1;
 };

@@ -27,6 +27,28 @@ double jitter() {
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
 
+// Waits for a killed run cgroup to empty: SIGKILLed processes leave within
+// microseconds to milliseconds, so a doubling timer (1 ms … 64 ms, 5 s at
+// most) instead of blocking the loop. Owns itself through its timer's handler.
+struct EmptyWaiter : std::enable_shared_from_this<EmptyWaiter> {
+  explicit EmptyWaiter(asio::io_context& io)
+      : timer(io), deadline(std::chrono::steady_clock::now() + std::chrono::seconds(5)) {}
+
+  void check(Millis delay) {
+    if (isEmpty()) return done(true);
+    if (std::chrono::steady_clock::now() >= deadline) return done(false);
+    timer.expires_after(delay);
+    timer.async_wait([self = shared_from_this(), delay](error_code ec) {
+      if (!ec) self->check(std::min(delay * 2, Millis(64)));
+    });
+  }
+
+  asio::steady_timer timer;
+  std::chrono::steady_clock::time_point deadline;
+  std::function<bool()> isEmpty;
+  std::function<void(bool empty)> done;
+};
+
 std::string signalName(int sig) {
   const char* abbrev = sigabbrev_np(sig);
   return abbrev ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
@@ -67,6 +89,11 @@ bool Supervisor::adopt(Instance& inst) {
   inst.run = nextRun_++;
   inst.pid = pid;
   inst.ownChild = false;
+  if (options_.cgroups && options_.cgroups->usable()) {
+    auto run = os::RunCgroup::adopt(pid, *options_.cgroups);
+    if (run) inst.cgroup = std::move(*run);
+    else spdlog::warn("instance {}: pid {} is in none of our cgroups: {}", inst.spec.name, pid, run.error().message);
+  }
   inst.pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, pidfd->release());
   inst.startedWall = startTicksToWallSeconds(*startTime);
   inst.startedAt = clock_.now() - std::chrono::seconds(
@@ -127,7 +154,21 @@ void Supervisor::spawnNow(Instance& inst) {
   os::SpawnRequest req = planSpawn(inst.spec, **account, (*account)->uid != daemonUid_);
   req.stdoutFd = logFd->get();
   req.stderrFd = logFd->get();
+  std::optional<os::RunCgroup> cgroup;
+  if (options_.cgroups && options_.cgroups->usable()) {
+    // A fresh cgroup per run: never reuse one that saw cgroup.kill (cgroup.h).
+    const auto runId = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+    const os::CgroupLimits limits{static_cast<uint64_t>(inst.spec.memoryBytes),
+                                  static_cast<uint64_t>(inst.spec.maxProcs),
+                                  static_cast<uint32_t>(inst.spec.cpuPercent)};
+    auto run = options_.cgroups->createRun(name, runId, limits);
+    if (!run) return failStart(run.error().context("create its cgroup"));
+    cgroup = std::move(*run);
+    req.cgroupFd = cgroup->v2DirFd();
+    req.joinCgroupFds = cgroup->procsFds();
+  }
   auto child = os::spawn(req);
+  if (!child && cgroup) (void)cgroup->remove();
   if (!child) {
     Error e = child.error();
     e.message = fmt::format("spawn failed at {}: {}", e.step, e.message);
@@ -145,6 +186,8 @@ void Supervisor::spawnNow(Instance& inst) {
   inst.run = nextRun_++;
   inst.pid = child->pid;
   inst.ownChild = true;
+  inst.cgroup = std::move(cgroup);
+  inst.statsAt = {};
   inst.pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, child->pidfd.release());
   inst.startedAt = clock_.now();
   inst.startedWall = clock_.wallSeconds();
@@ -211,6 +254,10 @@ void Supervisor::onExit(const std::string& name, uint64_t run) {
     if (status) exit = ExitInfo{(*status)->signaled, (*status)->code, Millis(0)};
   }
   exit.uptime = std::chrono::duration_cast<Millis>(clock_.now() - inst.startedAt);
+  if (inst.cgroup) {
+    auto stats = inst.cgroup->stats();
+    exit.outOfMemory = stats && stats->oomKills.value_or(0) > 0;
+  }
   // Whatever the program left behind in its process group goes with it.
   signalGroup(inst, SIGKILL);
   inst.pidfd.reset();
@@ -219,7 +266,26 @@ void Supervisor::onExit(const std::string& name, uint64_t run) {
   inst.spec.lastPid = 0;
   inst.spec.lastPidStartTime = 0;
   if (auto s = persist(inst.spec); !s) spdlog::error("instance {}: {}", name, s.error().message);
-  handleExit(inst, exit);
+  reapCgroup(inst, [this, exit](Instance& i) { handleExit(i, exit); });
+}
+
+void Supervisor::reapCgroup(Instance& inst, std::function<void(Instance&)> then) {
+  if (!inst.cgroup) return then(inst);
+  if (!inst.cgroup->isEmpty()) (void)inst.cgroup->killAll();
+  auto waiter = std::make_shared<EmptyWaiter>(io_);
+  waiter->isEmpty = [this, name = inst.spec.name, run = inst.run] {
+    const Instance* i = find(name);
+    return !i || i->run != run || !i->cgroup || i->cgroup->isEmpty();
+  };
+  waiter->done = [this, name = inst.spec.name, run = inst.run, then = std::move(then)](bool empty) {
+    Instance* i = find(name);
+    if (!i || i->run != run || !i->cgroup) return;
+    if (!empty) spdlog::error("instance {}: processes in {} survived SIGKILL for 5 s", name, i->cgroup->path());
+    else if (auto s = i->cgroup->remove(); !s) spdlog::warn("instance {}: {}", name, s.error().message);
+    i->cgroup.reset();
+    then(*i);
+  };
+  waiter->check(Millis(1));
 }
 
 void Supervisor::handleExit(Instance& inst, const ExitInfo& exit) {
@@ -301,6 +367,7 @@ void Supervisor::beginStop(Instance& inst) {
     logs_.appendEvent(i.spec.name, fmt::format("still running {}ms after {}; sending SIGKILL",
                                                i.spec.stopGraceMs, signalName(i.spec.stopSignal)));
     signalGroup(i, SIGKILL);
+    if (i.cgroup) (void)i.cgroup->killAll();
   });
 }
 

@@ -580,11 +580,45 @@ class Daemon:
                     except subprocess.TimeoutExpired:
                         pass
             self.kill_leftovers()
+            self.remove_cgroups()
         finally:
             for fifo in self.fifos:
                 fifo.close()
             shutil.rmtree(self.data_dir, ignore_errors=True)
             shutil.rmtree(self.home, ignore_errors=True)
+
+    def remove_cgroups(self):
+        """The daemon removes its cgroup subtree when it stops its instances;
+        a daemon that died (or was killed by a test) leaves it: kill what is
+        in it and remove it, deepest first, in every hierarchy."""
+        root = os.path.basename((self.info or {}).get("cgroup", ""))
+        if not root.startswith("hostvisor-"):
+            return
+        dirs = []
+        for base, subdirs, _ in os.walk("/sys/fs/cgroup"):
+            if root in base.split("/"):
+                dirs.append(base)
+            elif os.path.basename(base) != root:
+                subdirs[:] = [d for d in subdirs if d == root or not d.startswith("hostvisor-")]
+        for d in sorted(dirs, key=len, reverse=True):
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    for pid in f.read().split():
+                        try:
+                            os.kill(int(pid), signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+            except OSError:
+                pass
+        for d in sorted(dirs, key=len, reverse=True):
+            for _ in range(100):  # bounded: killed processes leave within ms
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)
 
     def kill_leftovers(self):
         """Last resort: SIGKILL the process groups of every pid the API

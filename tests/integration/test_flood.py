@@ -87,7 +87,9 @@ class FloodTest(DaemonTestCase):
             got = seen.get(timeout=30)
         except queue.Empty:
             got = "timeout"
-        self.assertEqual(got, "done", "logs -f stopped following: %r" % follower.stderr.read1())
+        if got != "done":
+            follower.kill()
+            self.fail("logs -f stopped following (%s): %r" % (got, follower.stderr.read()))
         self.assertIsNone(follower.poll(), "logs -f ended")
 
 
