@@ -6,6 +6,8 @@
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 
+#include "api/api_call.h"
+#include "api/audit_log.h"
 #include "api/instance_json.h"
 #include "api/log_stream.h"
 #include "api/metrics.h"
@@ -17,36 +19,6 @@ namespace hv::api {
 namespace http = boost::beast::http;
 namespace json = boost::json;
 using supervisor::InstanceStatus;
-
-// One request in flight: its parsed target and the way to answer.
-struct Api::Call {
-  const Request& req;
-  Respond respond;
-  std::vector<std::string> segments;
-  std::map<std::string, std::string> query;
-
-  void send(int status, std::string body, std::string_view type = "application/json") {
-    Response res{static_cast<http::status>(status), req.version()};
-    res.set(http::field::server, "hostvisor");
-    res.set(http::field::content_type, type);
-    res.set(http::field::cache_control, "no-store");
-    res.keep_alive(req.keep_alive());
-    res.body() = std::move(body);
-    res.prepare_payload();
-    respond(std::move(res));
-  }
-  void sendJson(int status, const json::value& v) { send(status, json::serialize(v) + "\n"); }
-  void sendError(const Error& e) {
-    send(wire::httpStatusOf(e.code), wire::errorBody(errcName(e.code), e.message) + "\n");
-  }
-  void sendError(int status, std::string_view code, std::string_view message) {
-    send(status, wire::errorBody(code, message) + "\n");
-  }
-  bool flag(const std::string& key) const {
-    auto it = query.find(key);
-    return it != query.end() && (it->second == "1" || it->second == "true" || it->second.empty());
-  }
-};
 
 Response Api::errorResponse(unsigned version, int status, std::string_view code,
                             std::string_view message) {
@@ -128,10 +100,12 @@ void Api::handleApi(Call& call, const Caller& caller) {
   }
   if (seg.size() >= 4 && seg.size() <= 5 && seg[2] == "instances")
     return handleInstance(call, caller, seg[3], seg.size() == 5 ? seg[4] : "");
-  if (seg.size() == 3 && seg[2] == "accounts") return accounts(call, caller);
+  if (seg.size() >= 3 && seg.size() <= 5 && seg[2] == "accounts")
+    return handleAccounts(call, caller, seg.size() > 3 ? seg[3] : "", seg.size() > 4 ? seg[4] : "");
   if (seg.size() == 3 && seg[2] == "shutdown") {
     if (method != http::verb::post) return call.sendError(405, "method_not_allowed", "use POST");
     if (!caller.admin) return call.sendError(403, "forbidden", "only the admin may stop the daemon");
+    audit(caller, call.flag("stop_instances") ? "daemon.shutdown+stop_instances" : "daemon.shutdown", "", {});
     call.sendJson(202, json::object{{"shutting_down", true}});
     return hooks_.shutdown(call.flag("stop_instances"));
   }
@@ -147,20 +121,20 @@ void Api::listInstances(Call& call, const Caller& caller) {
 }
 
 void Api::createInstance(Call& call, const Caller& caller) {
-  boost::system::error_code ec;
-  json::value body = json::parse(call.req.body(), ec);
-  if (ec) return call.sendError(400, "invalid_argument", "the body is not valid JSON: " + ec.message());
-  if (!body.is_object()) return call.sendError(400, "invalid_argument", "the body must be a JSON object");
+  auto body = parseObject(call.req.body());
+  if (!body) return call.sendError(body.error());
   store::InstanceRecord spec;
   spec.account = caller.account;
   bool start = true;
-  if (auto s = applyInstanceFields(body.as_object(), BodyMode::kCreate, spec, &start); !s)
+  if (auto s = applyInstanceFields(*body, BodyMode::kCreate, spec, &start); !s)
     return call.sendError(s.error());
   if (spec.account.empty())
     return call.sendError(400, "invalid_argument", "field 'account' is required: there is no default account");
   if (!caller.owns(spec.account))
     return call.sendError(403, "forbidden", "you may create instances only in your own account");
+  const std::string name = spec.name;
   auto created = supervisor_.create(std::move(spec), start);
+  audit(caller, "instance.create", name, statusOf(created));
   if (!created || !start || !call.flag("wait")) return answerInstance(call, created, 201);
   supervisor_.whenSettled(created->spec.name, std::chrono::seconds(30),
                           [call](Result<InstanceStatus> r) mutable {
@@ -187,35 +161,42 @@ void Api::handleInstance(Call& call, const Caller& caller, const std::string& na
   if (!action.empty()) {
     if (method != http::verb::post) return call.sendError(405, "method_not_allowed", "use POST");
     const bool wait = call.flag("wait");
-    auto done = [this, call, name, wait](Result<InstanceStatus> r) mutable {
+    auto done = [this, call, name, wait, caller, action](Result<InstanceStatus> r) mutable {
+      audit(caller, "instance." + action, name, statusOf(r));
       if (wait && r) return answerSettled(call, name, std::move(r));
       answerInstance(call, r);
     };
     if (action == "start") return done(supervisor_.start(name));
-    if (action == "stop") return supervisor_.stop(name, [this, call](Result<InstanceStatus> r) mutable {
+    if (action == "stop") return supervisor_.stop(name, [this, call, caller, name](Result<InstanceStatus> r) mutable {
+      audit(caller, "instance.stop", name, statusOf(r));
       answerInstance(call, r);
     });
     if (action == "restart") return supervisor_.restart(name, std::move(done));
     return call.sendError(404, "not_found", fmt::format("no action '{}': use start, stop, restart or logs", action));
   }
   if (method == http::verb::get) return answerInstance(call, found);
-  if (method == http::verb::patch) return patchInstance(call, name);
+  if (method == http::verb::patch) return patchInstance(call, caller, name);
   if (method == http::verb::delete_)
-    return supervisor_.remove(name, [call, name](Status s) mutable {
+    return supervisor_.remove(name, [this, call, caller, name](Status s) mutable {
+      audit(caller, "instance.delete", name, s);
       if (!s) return call.sendError(s.error());
       call.sendJson(200, json::object{{"name", name}, {"deleted", true}});
     });
   call.sendError(405, "method_not_allowed", "use GET, PATCH or DELETE");
 }
 
-void Api::patchInstance(Call& call, const std::string& name) {
-  boost::system::error_code ec;
-  json::value body = json::parse(call.req.body(), ec);
-  if (ec) return call.sendError(400, "invalid_argument", "the body is not valid JSON: " + ec.message());
-  if (!body.is_object()) return call.sendError(400, "invalid_argument", "the body must be a JSON object");
-  answerInstance(call, supervisor_.update(name, [&](store::InstanceRecord& spec) {
-    return applyInstanceFields(body.as_object(), BodyMode::kPatch, spec, nullptr);
-  }));
+void Api::patchInstance(Call& call, const Caller& caller, const std::string& name) {
+  auto body = parseObject(call.req.body());
+  if (!body) return call.sendError(body.error());
+  auto updated = supervisor_.update(name, [&](store::InstanceRecord& spec) {
+    return applyInstanceFields(*body, BodyMode::kPatch, spec, nullptr);
+  });
+  audit(caller, "instance.update", name, statusOf(updated));
+  answerInstance(call, updated);
+}
+
+void Api::audit(const Caller& caller, std::string_view action, std::string_view target, const Status& outcome) {
+  if (hooks_.audit) hooks_.audit->record(caller.who, action, target, outcome);
 }
 
 void Api::answerInstance(Call& call, const Result<InstanceStatus>& r, int status) {
@@ -234,19 +215,5 @@ void Api::metrics(Call& call) {
   call.send(200, renderMetrics(supervisor_.list()), "text/plain; version=0.0.4; charset=utf-8");
 }
 
-void Api::accounts(Call& call, const Caller& caller) {
-  if (call.req.method() != http::verb::get)
-    return call.sendError(405, "method_not_allowed", "use GET on /api/v1/accounts");
-  if (!caller.admin) return call.sendError(403, "forbidden", "listing accounts is for the admin");
-  auto list = db_.listAccounts();
-  if (!list) return call.sendError(list.error());
-  json::array out;
-  for (const auto& a : *list) {
-    out.push_back(json::object{{"name", a.name}, {"user", a.user}, {"uid", a.uid}, {"gid", a.gid},
-                               {"home", a.home}, {"max_instances", a.maxInstances},
-                               {"created_at", a.createdAt}});
-  }
-  call.sendJson(200, out);
-}
 
 }  // namespace hv::api

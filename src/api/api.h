@@ -17,12 +17,21 @@
 
 namespace hv::api {
 
+template <class T>
+Status statusOf(const Result<T>& r) {
+  if (r) return {};
+  return std::unexpected(r.error());
+}
+
 using Request = boost::beast::http::request<boost::beast::http::string_body>;
 using Response = boost::beast::http::response<boost::beast::http::string_body>;
 using Respond = std::function<void(Response)>;
 
+class AuditLog;  // audit_log.h
+
 struct ApiHooks {
   std::function<void(bool stopInstances)> shutdown;
+  const AuditLog* audit = nullptr;  // every change is recorded here
 };
 
 struct LogFollowTarget;  // log_stream.h
@@ -51,11 +60,17 @@ class Api {
                       const std::string& action);
   void listInstances(Call& call, const Caller& caller);
   void createInstance(Call& call, const Caller& caller);
-  void patchInstance(Call& call, const std::string& name);
+  void patchInstance(Call& call, const Caller& caller, const std::string& name);
   void answerInstance(Call& call, const Result<supervisor::InstanceStatus>& r, int status = 200);
   void answerSettled(Call& call, const std::string& name, Result<supervisor::InstanceStatus> r);
   void metrics(Call& call);
-  void accounts(Call& call, const Caller& caller);
+  // Accounts (account_handlers.cpp).
+  void handleAccounts(Call& call, const Caller& caller, const std::string& name, const std::string& action);
+  void createAccount(Call& call, const Caller& caller);
+  void patchAccount(Call& call, const Caller& caller, const store::AccountRecord& account);
+  void deleteAccount(Call& call, const Caller& caller, const std::string& name);
+  void rotateToken(Call& call, const Caller& caller, store::AccountRecord account);
+  void audit(const Caller& caller, std::string_view action, std::string_view target, const Status& outcome);
 
   supervisor::Supervisor& supervisor_;
   store::Database& db_;

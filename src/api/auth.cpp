@@ -79,9 +79,10 @@ Result<Caller> Authenticator::identify(const Peer& peer,
   // On the unix socket a token, when given, speaks for the caller
   // (HOSTVISOR_TOKEN); without one the kernel-reported uid does.
   if (peer.viaUnixSocket && peer.authorization.empty()) {
-    if (peer.uid == 0 || peer.uid == daemonUid_) return Caller{true, defaultAccount_};
+    const std::string who = fmt::format("uid {}", peer.uid);
+    if (peer.uid == 0 || peer.uid == daemonUid_) return Caller{true, defaultAccount_, who};
     for (const auto& a : accounts) {
-      if (a.uid == peer.uid) return Caller{false, a.name};
+      if (a.uid == peer.uid) return Caller{false, a.name, who};
     }
     return fail(Errc::kForbidden,
                 fmt::format("uid {} has no hostvisor account; ask the admin to add one", peer.uid));
@@ -90,9 +91,10 @@ Result<Caller> Authenticator::identify(const Peer& peer,
   if (!peer.authorization.starts_with(kBearer))
     return fail(Errc::kUnauthorized, "missing 'Authorization: Bearer TOKEN' header");
   const std::string hash = hashToken(std::string_view(peer.authorization).substr(kBearer.size()));
-  if (equalConstantTime(hash, adminHash_)) return Caller{true, defaultAccount_};
+  if (equalConstantTime(hash, adminHash_)) return Caller{true, defaultAccount_, "admin token"};
   for (const auto& a : accounts) {
-    if (!a.tokenHash.empty() && equalConstantTime(hash, a.tokenHash)) return Caller{false, a.name};
+    if (!a.tokenHash.empty() && equalConstantTime(hash, a.tokenHash))
+      return Caller{false, a.name, "token of account " + a.name};
   }
   return fail(Errc::kUnauthorized, "invalid API token");
 }

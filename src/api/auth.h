@@ -21,6 +21,7 @@ namespace hv::api {
 struct Caller {
   bool admin = false;
   std::string account;  // the caller's own account ("" for an admin with none)
+  std::string who;      // how it proved itself, for the audit log: "uid 1001", "admin token"
   bool owns(const std::string& acc) const { return admin || acc == account; }
 };
 

@@ -9,6 +9,7 @@
 #include "api/wire/wire.h"
 #include "base/paths.h"
 #include "cli/api_client.h"
+#include "cli/request.h"
 #include "cli/log_follow.h"
 #include "cli/output.h"
 
@@ -16,35 +17,6 @@ namespace hv::cli {
 namespace {
 
 namespace json = boost::json;
-
-constexpr int kRefused = 1;
-constexpr int kUsage = 2;
-constexpr int kUnreachable = 3;
-
-int printError(std::string_view message, int code) {
-  std::cerr << "hostvisor: error: " << message << "\n";
-  return code;
-}
-
-ApiClient clientFor(const GlobalOptions& global) {
-  const char* token = std::getenv("HOSTVISOR_TOKEN");
-  return ApiClient(socketPath(global.dataDir.empty() ? defaultDataDir() : global.dataDir),
-                   token ? token : "");
-}
-
-// Sends one request; on success hands the body to `onBody`, else prints the
-// daemon's message and returns the exit code.
-template <class F>
-int request(const GlobalOptions& global, std::string_view method, const std::string& target,
-            const std::string& body, F&& onBody) {
-  auto res = clientFor(global).call(method, target, body);
-  if (!res) return printError(res.error().message, kUnreachable);
-  if (res->status >= 400) {
-    auto message = api::wire::errorMessage(res->body);
-    return printError(message ? *message : fmt::format("HTTP {}: {}", res->status, res->body), kRefused);
-  }
-  return onBody(res->body);
-}
 
 int printInstance(const std::string& body, bool asJson) {
   if (asJson) {
@@ -201,6 +173,7 @@ void addShutdown(CLI::App& app, const GlobalOptions& global, int* exitCode) {
 }  // namespace
 
 void addClientCommands(CLI::App& app, const GlobalOptions& global, int* exitCode) {
+  addAccountCommands(app, global, exitCode);
   addCreate(app, global, exitCode);
   addList(app, global, exitCode);
   addStatus(app, global, exitCode);

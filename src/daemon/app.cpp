@@ -13,6 +13,7 @@
 #include <cstdlib>
 
 #include "api/api.h"
+#include "api/audit_log.h"
 #include "api/auth.h"
 #include "api/http_server.h"
 #include "base/paths.h"
@@ -132,8 +133,10 @@ Result<int> serve(const Config& config) {
 
   bool stopInstances = config.stopInstancesOnExit;
   std::function<void(bool)> shutdown;
+  auto audit = api::AuditLog::open(dataDir + "/audit.log");
+  if (!audit) return std::unexpected(audit.error());
   api::Api api(supervisor, **db, api::Authenticator(api::hashToken(*adminToken), ::geteuid(), *defaultAccount),
-               api::ApiHooks{[&](bool stop) { shutdown(stop); }});
+               api::ApiHooks{[&](bool stop) { shutdown(stop); }, &*audit});
   api::HttpServer server(io, api);
   if (auto s = server.listenUnix(socketPath(dataDir)); !s) return std::unexpected(s.error());
   std::string apiAddress;

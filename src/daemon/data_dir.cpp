@@ -21,6 +21,9 @@ Status prepareDataDir(const std::string& dir) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) return failErrno("stat " + dir, errno);
   if (!S_ISDIR(st.st_mode)) return fail(Errc::kInvalidArgument, fmt::format("data dir {} is not a directory", dir));
+  // Accounts reach api.sock by path: others may traverse the dir, never list
+  // or write it (its secrets are 0600 files).
+  if ((st.st_mode & 07777) != 0711 && ::chmod(dir.c_str(), 0711) != 0) return failErrno("chmod 0711 " + dir, errno);
   const std::string logs = dir + "/logs";
   if (::mkdir(logs.c_str(), 0750) != 0 && errno != EEXIST) return failErrno("mkdir " + logs, errno);
   return {};

@@ -9,7 +9,8 @@
 
 namespace hv::daemon {
 
-// mkdir -p with mode 0711 (others may reach api.sock, not list the dir).
+// mkdir -p, and mode 0711 on the data dir itself (others may reach
+// api.sock, not list the dir).
 Status prepareDataDir(const std::string& dir);
 
 // flock(2) on DIR/hostvisor.lock, holding our pid; kConflict naming the

@@ -2,13 +2,15 @@
 #include <sqlite3.h>
 
 #include "store/database.h"
+#include "store/json_columns.h"
 #include "store/statement.h"
 
 namespace hv::store {
 namespace {
 
 constexpr std::string_view kSelectColumns =
-    "SELECT name, user, uid, gid, home, max_instances, token_hash, created_at FROM accounts";
+    "SELECT name, user, uid, gid, home, max_instances, token_hash, created_at, max_memory_bytes,"
+    " max_cpu_percent, max_procs, max_open_files, egress FROM accounts";
 
 // ?1 is the name in both INSERT and UPDATE, so one binder serves both.
 void bindAccount(Statement& stmt, const AccountRecord& a) {
@@ -19,7 +21,12 @@ void bindAccount(Statement& stmt, const AccountRecord& a) {
       .bindText(5, a.home)
       .bindInt(6, a.maxInstances)
       .bindText(7, a.tokenHash)
-      .bindInt(8, a.createdAt);
+      .bindInt(8, a.createdAt)
+      .bindInt(9, a.maxMemoryBytes)
+      .bindInt(10, a.maxCpuPercent)
+      .bindInt(11, a.maxProcs)
+      .bindInt(12, a.maxOpenFiles)
+      .bindText(13, encodeArgs(a.egress));
 }
 
 AccountRecord readAccount(const Statement& stmt) {
@@ -32,6 +39,12 @@ AccountRecord readAccount(const Statement& stmt) {
   a.maxInstances = static_cast<int>(stmt.columnInt(5));
   a.tokenHash = stmt.columnText(6);
   a.createdAt = stmt.columnInt(7);
+  a.maxMemoryBytes = stmt.columnInt(8);
+  a.maxCpuPercent = static_cast<int>(stmt.columnInt(9));
+  a.maxProcs = static_cast<int>(stmt.columnInt(10));
+  a.maxOpenFiles = static_cast<int>(stmt.columnInt(11));
+  // A corrupt cell loses the allowlist (deny all), never widens it.
+  a.egress = decodeArgs(stmt.columnText(12)).value_or(std::vector<std::string>{});
   return a;
 }
 
@@ -69,8 +82,9 @@ Error stillHasInstances(sqlite3* db, const std::string& name) {
 Status Database::insertAccount(const AccountRecord& account) {
   auto stmt = Statement::prepare(
       db_,
-      "INSERT INTO accounts (name, user, uid, gid, home, max_instances, token_hash, created_at)"
-      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+      "INSERT INTO accounts (name, user, uid, gid, home, max_instances, token_hash, created_at,"
+      " max_memory_bytes, max_cpu_percent, max_procs, max_open_files, egress)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
   if (!stmt) return std::unexpected(std::move(stmt.error()));
   bindAccount(*stmt, account);
   auto s = stmt->run();
@@ -84,7 +98,8 @@ Status Database::updateAccount(const AccountRecord& account) {
   auto stmt = Statement::prepare(
       db_,
       "UPDATE accounts SET user = ?2, uid = ?3, gid = ?4, home = ?5, max_instances = ?6,"
-      " token_hash = ?7, created_at = ?8 WHERE name = ?1");
+      " token_hash = ?7, created_at = ?8, max_memory_bytes = ?9, max_cpu_percent = ?10,"
+      " max_procs = ?11, max_open_files = ?12, egress = ?13 WHERE name = ?1");
   if (!stmt) return std::unexpected(std::move(stmt.error()));
   bindAccount(*stmt, account);
   if (auto s = stmt->run(); !s) return s;

@@ -234,7 +234,14 @@ TEST_F(DatabaseTest, UpdateInstanceRewritesEveryColumn) {
 
 TEST_F(DatabaseTest, UpdateAccountRewritesEveryColumn) {
   addAlice();
-  AccountRecord changed = {"alice", "other", 3001, 3002, "/srv/alice", 0, "", 1800000000};
+  AccountRecord changed = account("alice");
+  changed.user = "other";
+  changed.uid = 3001;
+  changed.gid = 3002;
+  changed.home = "/srv/alice";
+  changed.maxInstances = 0;
+  changed.tokenHash = "";
+  changed.createdAt = 1800000000;
   ASSERT_TRUE(db_->updateAccount(changed));
   auto found = db_->findAccount("alice");
   ASSERT_TRUE(found && *found);
@@ -313,14 +320,14 @@ TEST_F(DatabaseTest, ListsAreOrderedByName) {
 }
 
 TEST_F(DatabaseTest, ReopenKeepsDataAndSchemaVersion) {
-  EXPECT_EQ(db_->schemaVersion(), 2);
+  EXPECT_EQ(db_->schemaVersion(), 3);
   addAlice();
   InstanceRecord i = fullInstance();
   ASSERT_TRUE(db_->insertInstance(i));
   db_.reset();
   db_ = openDb();
   ASSERT_NE(db_, nullptr);
-  EXPECT_EQ(db_->schemaVersion(), 2);
+  EXPECT_EQ(db_->schemaVersion(), 3);
   expectSame(mustFind(i.name), i);
 }
 
@@ -419,6 +426,23 @@ TEST_F(DatabaseTest, CorruptEnvCellIsAnErrorNotACrash) {
   }
 }
 
+TEST_F(DatabaseTest, AccountQuotasAndEgressRoundTrip) {
+  AccountRecord a = account("quota");
+  a.maxMemoryBytes = 1LL << 30;
+  a.maxCpuPercent = 150;
+  a.maxProcs = 64;
+  a.maxOpenFiles = 4096;
+  a.egress = {"127.0.0.1/32:5432", "::1/128:0"};
+  ASSERT_TRUE(db_->insertAccount(a));
+  auto found = db_->findAccount("quota");
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->maxMemoryBytes, 1LL << 30);
+  EXPECT_EQ((*found)->maxCpuPercent, 150);
+  EXPECT_EQ((*found)->maxProcs, 64);
+  EXPECT_EQ((*found)->maxOpenFiles, 4096);
+  EXPECT_EQ((*found)->egress, a.egress);
+}
+
 TEST_F(DatabaseTest, ReadinessAndRestartCountRoundTrip) {
   addAlice();
   InstanceRecord i = instance("web", 20001);
@@ -437,11 +461,13 @@ TEST_F(DatabaseTest, VersionOneDatabaseMigratesKeepingItsRows) {
   // Take the file back to schema 1, as an older hostvisor left it.
   ASSERT_TRUE(db_->exec("ALTER TABLE instances DROP COLUMN ready"));
   ASSERT_TRUE(db_->exec("ALTER TABLE instances DROP COLUMN restarts"));
+  for (const char* column : {"max_memory_bytes", "max_cpu_percent", "max_procs", "max_open_files", "egress"})
+    ASSERT_TRUE(db_->exec(std::string("ALTER TABLE accounts DROP COLUMN ") + column));
   ASSERT_TRUE(db_->exec("PRAGMA user_version = 1"));
   db_.reset();
   db_ = openDb();
   ASSERT_NE(db_, nullptr);
-  EXPECT_EQ(db_->schemaVersion(), 2);
+  EXPECT_EQ(db_->schemaVersion(), 3);
   auto found = db_->findInstance("web");
   ASSERT_TRUE(found && *found);
   EXPECT_EQ((*found)->port, 20001);
@@ -452,7 +478,7 @@ TEST_F(DatabaseTest, VersionOneDatabaseMigratesKeepingItsRows) {
 TEST_F(DatabaseTest, InMemoryDatabaseOpens) {
   auto db = Database::open(":memory:");
   ASSERT_TRUE(db) << db.error().message;
-  EXPECT_EQ((*db)->schemaVersion(), 2);
+  EXPECT_EQ((*db)->schemaVersion(), 3);
   EXPECT_FALSE(std::filesystem::exists(":memory:"));
 }
 

@@ -54,7 +54,16 @@ ALTER TABLE instances ADD COLUMN ready TEXT NOT NULL DEFAULT 'port'
 ALTER TABLE instances ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
 )sql";
 
-constexpr std::array<std::string_view, 2> kMigrations = {kMigration1, kMigration2};
+// Account quotas and the egress allowlist (issue 5).
+constexpr std::string_view kMigration3 = R"sql(
+ALTER TABLE accounts ADD COLUMN max_memory_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN max_cpu_percent INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN max_procs INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN max_open_files INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN egress TEXT NOT NULL DEFAULT '[]';
+)sql";
+
+constexpr std::array<std::string_view, 3> kMigrations = {kMigration1, kMigration2, kMigration3};
 constexpr int kLatestVersion = static_cast<int>(kMigrations.size());
 
 Result<int> readUserVersion(sqlite3* db) {

@@ -21,6 +21,15 @@ struct AccountRecord {
   int maxInstances = 0;     // 0 = unlimited
   std::string tokenHash;    // hex SHA-256 of the API token; empty = none
   int64_t createdAt = 0;    // Unix seconds
+  // Quotas (0 = none): total memory of its instances; the most CPU, processes
+  // and open files any one of its instances may have.
+  int64_t maxMemoryBytes = 0;
+  int maxCpuPercent = 0;
+  int maxProcs = 0;
+  int maxOpenFiles = 0;
+  // Where its instances may connect or send: "CIDR:PORT" (PORT 0 = any),
+  // e.g. "127.0.0.1/32:5432". Empty = nowhere but their own port.
+  std::vector<std::string> egress;
 };
 
 enum class RestartMode { kAlways, kOnFailure, kNever };

@@ -10,6 +10,7 @@
 
 #include "os/net.h"
 #include "supervisor/supervisor_impl.h"
+#include "supervisor/quota.h"
 #include "supervisor/validation.h"
 
 namespace hv::supervisor {
@@ -66,6 +67,20 @@ void Supervisor::readStats(const Instance& inst) const {
 }
 
 Status Supervisor::persist(const store::InstanceRecord& spec) { return db_.updateInstance(spec); }
+
+std::vector<const store::InstanceRecord*> Supervisor::siblingsOf(const std::string& account,
+                                                                const std::string& except) const {
+  std::vector<const store::InstanceRecord*> out;
+  for (const auto& [name, inst] : instances_) {
+    if (inst->spec.account == account && name != except) out.push_back(&inst->spec);
+  }
+  return out;
+}
+
+size_t Supervisor::countOf(const std::string& account) const {
+  return static_cast<size_t>(std::count_if(instances_.begin(), instances_.end(),
+                                           [&](const auto& kv) { return kv.second->spec.account == account; }));
+}
 
 Result<InstanceStatus> Supervisor::get(const std::string& name) const {
   const Instance* inst = find(name);
@@ -150,7 +165,10 @@ Result<InstanceStatus> Supervisor::create(store::InstanceRecord spec, bool start
       return fail(Errc::kExhausted, fmt::format("account '{}' has reached its limit of {} instances",
                                                 spec.account, (*account)->maxInstances));
   }
+  applyAccountDefaults(**account, spec);
   if (auto s = validateSpec(spec, **account); !s) return std::unexpected(s.error());
+  if (auto s = checkQuota(**account, spec, siblingsOf(spec.account, spec.name)); !s)
+    return std::unexpected(s.error());
 
   auto port = ports_.allocate();
   if (!port) return std::unexpected(port.error());
@@ -193,6 +211,8 @@ Result<InstanceStatus> Supervisor::update(
   if (!account) return std::unexpected(account.error());
   if (!*account) return fail(Errc::kNotFound, fmt::format("no account named '{}'", next.account));
   if (auto s = validateSpec(next, **account); !s) return std::unexpected(s.error());
+  if (auto s = checkQuota(**account, next, siblingsOf(next.account, next.name)); !s)
+    return std::unexpected(s.error());
   if (auto s = persist(next); !s) return std::unexpected(s.error());
   inst->spec = std::move(next);
   return snapshot(*inst);

@@ -89,6 +89,7 @@ class Supervisor {
 
   Result<InstanceStatus> get(const std::string& name) const;
   std::vector<InstanceStatus> list() const;  // ordered by name
+  size_t countOf(const std::string& account) const;
   const LogFiles& logs() const { return logs_; }
   const LogRotator& rotator() const { return rotator_; }
 
@@ -97,6 +98,8 @@ class Supervisor {
   struct Waiter;
 
   Instance* find(const std::string& name) const;
+  std::vector<const store::InstanceRecord*> siblingsOf(const std::string& account,
+                                                      const std::string& except) const;
   InstanceStatus snapshot(const Instance& inst) const;
   Status persist(const store::InstanceRecord& spec);
   void setState(Instance& inst, State state, std::string reason);

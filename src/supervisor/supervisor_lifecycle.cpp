@@ -152,6 +152,7 @@ void Supervisor::spawnNow(Instance& inst) {
   if (!logFd) return failStart(logFd.error());
 
   os::SpawnRequest req = planSpawn(inst.spec, **account, (*account)->uid != daemonUid_);
+  req.rlimitNofile = (*account)->maxOpenFiles;
   req.stdoutFd = logFd->get();
   req.stderrFd = logFd->get();
   std::optional<os::RunCgroup> cgroup;
