@@ -102,6 +102,13 @@ void Api::handleApi(Call& call, const Caller& caller) {
     return handleInstance(call, caller, seg[3], seg.size() == 5 ? seg[4] : "");
   if (seg.size() >= 3 && seg.size() <= 5 && seg[2] == "accounts")
     return handleAccounts(call, caller, seg.size() > 3 ? seg[3] : "", seg.size() > 4 ? seg[4] : "");
+  if (seg.size() == 3 && seg[2] == "doctor") {
+    if (method != http::verb::get) return call.sendError(405, "method_not_allowed", "use GET");
+    json::array rows;
+    for (const auto& m : hooks_.mechanisms ? hooks_.mechanisms() : std::vector<os::MechanismReport>{})
+      rows.push_back(json::object{{"name", m.name}, {"enforced", m.enforced}, {"detail", m.detail}});
+    return call.sendJson(200, json::object{{"mechanisms", std::move(rows)}});
+  }
   if (seg.size() == 3 && seg[2] == "shutdown") {
     if (method != http::verb::post) return call.sendError(405, "method_not_allowed", "use POST");
     if (!caller.admin) return call.sendError(403, "forbidden", "only the admin may stop the daemon");

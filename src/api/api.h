@@ -12,6 +12,7 @@
 #include <functional>
 
 #include "api/auth.h"
+#include "os/cgroup.h"
 #include "store/database.h"
 #include "supervisor/supervisor.h"
 
@@ -31,6 +32,8 @@ class AuditLog;  // audit_log.h
 
 struct ApiHooks {
   std::function<void(bool stopInstances)> shutdown;
+  // What the sandbox enforces on this host, for GET /api/v1/doctor.
+  std::function<std::vector<os::MechanismReport>()> mechanisms;
   const AuditLog* audit = nullptr;  // every change is recorded here
 };
 

@@ -160,6 +160,31 @@ void addLogs(CLI::App& app, const GlobalOptions& global, int* exitCode) {
   });
 }
 
+void addDoctor(CLI::App& app, const GlobalOptions& global, int* exitCode) {
+  auto asJson = std::make_shared<bool>(false);
+  auto* cmd = app.add_subcommand("doctor", "what the sandbox enforces on this host (exit 4 if anything is degraded)");
+  cmd->add_flag("--json", *asJson, "print JSON");
+  cmd->callback([=, &global] {
+    *exitCode = request(global, "GET", "/api/v1/doctor", "", [&](const std::string& body) {
+      const json::value v = json::parse(body);
+      bool degraded = false;
+      for (const auto& m : v.at("mechanisms").as_array()) degraded |= !m.at("enforced").as_bool();
+      if (*asJson) {
+        std::cout << body;
+      } else {
+        for (const auto& m : v.at("mechanisms").as_array()) {
+          const auto& o = m.as_object();
+          std::cout << fmt::format("{:<26} {:<9} {}\n", o.at("name").as_string().c_str(),
+                                   o.at("enforced").as_bool() ? "enforced" : "DEGRADED",
+                                   o.at("detail").as_string().c_str());
+        }
+        if (degraded) std::cout << "\nsome mechanisms are DEGRADED on this host: see above; `strict = true` refuses to start instances then\n";
+      }
+      return degraded ? 4 : 0;
+    });
+  });
+}
+
 void addShutdown(CLI::App& app, const GlobalOptions& global, int* exitCode) {
   auto stopAll = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("shutdown", "stop the daemon (instances keep running unless told)");
@@ -183,6 +208,7 @@ void addClientCommands(CLI::App& app, const GlobalOptions& global, int* exitCode
   addRemove(app, global, exitCode);
   addLogs(app, global, exitCode);
   addShutdown(app, global, exitCode);
+  addDoctor(app, global, exitCode);
 }
 
 }  // namespace hv::cli

@@ -81,20 +81,38 @@ std::string cgroupRootName(const std::string& dataDir) {
   return "hostvisor-" + api::hashToken(dataDir).substr(0, 12);
 }
 
-std::optional<os::Cgroups> openCgroups(const std::string& dataDir) {
+std::optional<os::Cgroups> openCgroups(const std::string& dataDir, std::vector<os::MechanismReport>& report) {
   auto cgroups = os::Cgroups::open(cgroupRootName(dataDir));
   if (!cgroups) {
-    spdlog::error("cgroups: {}; instances run without limits or whole-tree kill", cgroups.error().message);
+    report.push_back({"cgroups", false, cgroups.error().message + "; no limits, no whole-tree kill"});
     return std::nullopt;
   }
-  spdlog::info("cgroups: {} layout, root {}", os::layoutName(cgroups->layout()),
-               cgroups->usable() ? cgroups->rootPath() : "-");
-  for (const auto& m : cgroups->mechanisms()) {
+  report.insert(report.end(), cgroups->mechanisms().begin(), cgroups->mechanisms().end());
+  if (cgroups->usable()) cgroups->removeEmptyRuns();
+  return std::move(*cgroups);
+}
+
+// Who the programs run as: each account's own user needs a root daemon.
+os::MechanismReport runAsAccount(const Config& config) {
+  if (::geteuid() != 0) {
+    auto me = os::lookupUid(::geteuid());
+    return {"run as the account", false,
+            fmt::format("single-user mode: the daemon is not root, so every instance runs as {}",
+                        me ? me->name : std::to_string(::geteuid()))};
+  }
+  if (config.accounts.empty())
+    return {"run as the account", false,
+            "the embedded default account 'default' is root: its instances run as root; "
+            "add accounts (hostvisor account add NAME --user USER) and use them"};
+  return {"run as the account", true, "setgroups/setgid/setuid to the account's user before exec; root is refused"};
+}
+
+void logMechanisms(const std::vector<os::MechanismReport>& report) {
+  spdlog::info("sandbox mechanisms on this host (also: hostvisor doctor):");
+  for (const auto& m : report) {
     if (m.enforced) spdlog::info("  {:<24} enforced: {}", m.name, m.detail);
     else spdlog::warn("  {:<24} DEGRADED: {}", m.name, m.detail);
   }
-  if (cgroups->usable()) cgroups->removeEmptyRuns();
-  return std::move(*cgroups);
 }
 
 }  // namespace
@@ -119,8 +137,17 @@ Result<int> serve(const Config& config) {
   options.portLo = config.portLo;
   options.portHi = config.portHi;
   options.logRotation = supervisor::RotationPolicy{config.logMaxBytes, config.logKeep};
-  std::optional<os::Cgroups> cgroups = openCgroups(dataDir);
+  std::vector<os::MechanismReport> mechanisms{runAsAccount(config)};
+  mechanisms.push_back({"no_new_privs", true, "PR_SET_NO_NEW_PRIVS before exec: setuid helpers gain nothing"});
+  std::optional<os::Cgroups> cgroups = openCgroups(dataDir, mechanisms);
   options.cgroups = cgroups ? &*cgroups : nullptr;
+  logMechanisms(mechanisms);
+  if (config.strict) {
+    auto missing = std::find_if(mechanisms.begin(), mechanisms.end(), [](const auto& m) { return !m.enforced; });
+    if (missing != mechanisms.end())
+      options.refuseStarts = fmt::format("strict mode: '{}' is degraded on this host ({}); instances are not started",
+                                         missing->name, missing->detail);
+  }
   supervisor::Supervisor supervisor(io, **db, clock, options);
   // On every way out: with nothing left running, the cgroup subtree has no
   // one to re-adopt, so it goes.
@@ -136,7 +163,7 @@ Result<int> serve(const Config& config) {
   auto audit = api::AuditLog::open(dataDir + "/audit.log");
   if (!audit) return std::unexpected(audit.error());
   api::Api api(supervisor, **db, api::Authenticator(api::hashToken(*adminToken), ::geteuid(), *defaultAccount),
-               api::ApiHooks{[&](bool stop) { shutdown(stop); }, &*audit});
+               api::ApiHooks{[&](bool stop) { shutdown(stop); }, [&] { return mechanisms; }, &*audit});
   api::HttpServer server(io, api);
   if (auto s = server.listenUnix(socketPath(dataDir)); !s) return std::unexpected(s.error());
   std::string apiAddress;

@@ -110,12 +110,13 @@ Result<Config> parseConfigText(std::string_view text, const std::string& source)
                                                     err.source().begin.column, err.description()));
   }
   Config c;
-  if (auto s = checkKeys(root, {"data_dir", "log_level", "stop_instances_on_exit", "api", "proxy", "ports", "logs", "accounts"}, "", source); !s)
+  if (auto s = checkKeys(root, {"data_dir", "log_level", "stop_instances_on_exit", "strict", "api", "proxy", "ports", "logs", "accounts"}, "", source); !s)
     return std::unexpected(s.error());
   std::string range;
   Status s = read(root, "data_dir", c.dataDir, source);
   if (s) s = read(root, "log_level", c.logLevel, source);
   if (s) s = read(root, "stop_instances_on_exit", c.stopInstancesOnExit, source);
+  if (s) s = read(root, "strict", c.strict, source);
   struct Section { const char* name; std::string_view key; std::string* out; };
   for (const Section& sec : {Section{"api", "listen", &c.apiListen}, Section{"proxy", "listen", &c.proxyListen},
                              Section{"ports", "range", &range}}) {

@@ -28,6 +28,7 @@ struct Config {
   uint16_t portHi = 29999;
   std::string logLevel = "info";
   bool stopInstancesOnExit = false;           // default: instances outlive the daemon
+  bool strict = false;                        // refuse to start instances if a mechanism is degraded
   int64_t logMaxBytes = 10 << 20;             // [logs] max_size: rotate past this
   int logKeep = 3;                            // [logs] keep: rotated files kept
   std::vector<AccountConfig> accounts;        // empty = one account `default`

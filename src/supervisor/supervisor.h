@@ -39,6 +39,8 @@ struct SupervisorOptions {
   // One fresh cgroup per run (limits, whole-tree kill, stats); null or not
   // usable() = the host has none: process groups only (reported at start).
   const os::Cgroups* cgroups = nullptr;
+  // Non-empty: strict mode found a mechanism missing; every start fails with it.
+  std::string refuseStarts;
 };
 
 // A snapshot of one instance, for the API.

@@ -144,6 +144,7 @@ void Supervisor::spawnNow(Instance& inst) {
     spdlog::warn("instance {}: {}", name, reason);
     setState(inst, State::kFatal, reason);
   };
+  if (!options_.refuseStarts.empty()) return failStart(Error::make(Errc::kUnavailable, options_.refuseStarts));
   auto account = db_.findAccount(inst.spec.account);
   if (!account) return failStart(account.error());
   if (!*account) return failStart(Error::make(Errc::kNotFound, "its account no longer exists"));
