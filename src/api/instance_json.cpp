@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include "api/wire/wire.h"
+#include "proxy/route.h"
 #include "supervisor/validation.h"
 
 namespace hv::api {
@@ -26,6 +27,10 @@ json::object instanceToJson(const InstanceStatus& s) {
   o["env"] = std::move(env);
   o["cwd"] = spec.cwd;
   o["route"] = spec.route;
+  json::array access;
+  for (const auto& rule : spec.access) access.emplace_back(rule);
+  o["access"] = std::move(access);
+  o["strip_prefix"] = spec.stripPrefix;
   o["restart"] = supervisor::restartModeName(spec.restart);
   o["autostart"] = spec.autostart;
   o["port"] = spec.port;
@@ -93,6 +98,19 @@ Status applyEnv(const json::value& v, store::InstanceRecord& spec) {
   return {};
 }
 
+// Ordered like .htaccess, first match wins: "allow 10.0.0.0/8", "deny all".
+Status applyAccess(const json::value& v, store::InstanceRecord& spec) {
+  if (!v.is_array()) return badField("access", "must be an array of rules like \"allow 10.0.0.0/8\" or \"deny all\"");
+  spec.access.clear();
+  for (const auto& rule : v.as_array()) {
+    if (!rule.is_string()) return badField("access", "must be an array of strings");
+    auto parsed = proxy::CidrRule::parse(rule.as_string());
+    if (!parsed) return badField("access", parsed.error().message);
+    spec.access.emplace_back(rule.as_string());
+  }
+  return {};
+}
+
 Status applyMemory(const json::value& v, store::InstanceRecord& spec) {
   if (v.is_string()) {
     auto bytes = wire::parseSize(v.as_string());
@@ -141,6 +159,8 @@ Status applyField(std::string_view key, const json::value& v, BodyMode mode,
   if (key == "env") return applyEnv(v, spec);
   if (key == "memory") return applyMemory(v, spec);
   if (key == "autostart") return flag(spec.autostart);
+  if (key == "strip_prefix") return flag(spec.stripPrefix);
+  if (key == "access") return applyAccess(v, spec);
   if (key == "start_secs") return num(spec.startSecs, 0, 3600);
   if (key == "stop_signal") return num(spec.stopSignal, 1, 64);
   if (key == "stop_grace_ms") return num(spec.stopGraceMs, 0, 3'600'000);

@@ -30,9 +30,9 @@ int printInstance(const std::string& body, bool asJson) {
 
 struct CreateOptions {
   std::string name, command, cwd, route, account, restart, memory, ready;
-  std::vector<std::string> args, env;
+  std::vector<std::string> args, env, access;
   int cpu = -1, procs = -1, startSecs = -1;
-  bool noStart = false, noWait = false, asJson = false;
+  bool noStart = false, noWait = false, asJson = false, stripPrefix = false;
 };
 
 int runCreate(const GlobalOptions& global, const CreateOptions& o) {
@@ -50,6 +50,12 @@ int runCreate(const GlobalOptions& global, const CreateOptions& o) {
   body["env"] = std::move(env);
   if (!o.cwd.empty()) body["cwd"] = o.cwd;
   if (!o.route.empty()) body["route"] = o.route;
+  if (!o.access.empty()) {
+    json::array rules;
+    for (const auto& r : o.access) rules.emplace_back(r);
+    body["access"] = std::move(rules);
+  }
+  if (o.stripPrefix) body["strip_prefix"] = true;
   if (!o.account.empty()) body["account"] = o.account;
   if (!o.restart.empty()) body["restart"] = o.restart;
   if (!o.memory.empty()) body["memory"] = o.memory;
@@ -72,6 +78,8 @@ void addCreate(CLI::App& app, const GlobalOptions& global, int* exitCode) {
   cmd->add_option("--env", o->env, "NAME=VALUE for its environment; repeat");
   cmd->add_option("--cwd", o->cwd, "working directory (default: the account's home)");
   cmd->add_option("--route", o->route, "proxy route: HOST/PATH or /PATH");
+  cmd->add_option("--access", o->access, "proxy access rule, first match wins: 'allow CIDR', 'deny all'; repeat");
+  cmd->add_flag("--strip-prefix", o->stripPrefix, "the proxy removes the route's path before forwarding");
   cmd->add_option("--account", o->account, "owner account (admin only; default: yours)");
   cmd->add_option("--restart", o->restart, "always, on-failure (default) or never");
   cmd->add_option("--memory", o->memory, "memory limit, e.g. 256M");

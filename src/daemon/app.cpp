@@ -19,6 +19,8 @@
 #include "base/paths.h"
 #include "base/scope_exit.h"
 #include "daemon/data_dir.h"
+#include "daemon/routes.h"
+#include "proxy/proxy.h"
 #include "os/cgroup.h"
 #include "os/users.h"
 #include "store/database.h"
@@ -107,6 +109,33 @@ os::MechanismReport runAsAccount(const Config& config) {
   return {"run as the account", true, "setgroups/setgid/setuid to the account's user before exec; root is refused"};
 }
 
+std::vector<proxy::Certificate> certificatesOf(const Config& config) {
+  std::vector<proxy::Certificate> out;
+  for (const auto& c : config.certificates) out.push_back(proxy::Certificate{c.host, c.cert, c.key});
+  return out;
+}
+
+// The front proxy, on its own threads; nullopt when the config turns it off.
+Result<std::unique_ptr<proxy::Proxy>> startProxy(const Config& config) {
+  if (config.proxyListen.empty()) return std::unique_ptr<proxy::Proxy>();
+  proxy::ProxyConfig pc;
+  pc.listen = config.proxyListen;
+  pc.tlsListen = config.proxyTlsListen;
+  pc.certificates = certificatesOf(config);
+  auto started = proxy::Proxy::start(std::move(pc));
+  if (!started) return std::unexpected(started.error().context("start the front proxy"));
+  return started;
+}
+
+void reloadCertificates(const Config& config, proxy::Proxy* proxy) {
+  if (!proxy || config.sourcePath.empty()) return;
+  auto fresh = loadConfig(config.sourcePath, {});
+  if (!fresh) return spdlog::error("SIGHUP: config not reloaded: {}", fresh.error().message);
+  if (auto s = proxy->reloadCertificates(certificatesOf(*fresh)); !s)
+    return spdlog::error("SIGHUP: certificates not reloaded (the old ones stay): {}", s.error().message);
+  spdlog::info("SIGHUP: {} certificate(s) reloaded", fresh->certificates.size());
+}
+
 void logMechanisms(const std::vector<os::MechanismReport>& report) {
   spdlog::info("sandbox mechanisms on this host (also: hostvisor doctor):");
   for (const auto& m : report) {
@@ -148,7 +177,27 @@ Result<int> serve(const Config& config) {
       options.refuseStarts = fmt::format("strict mode: '{}' is degraded on this host ({}); instances are not started",
                                          missing->name, missing->detail);
   }
+  // Route changes come in bursts (a restart is several state changes):
+  // at most one setRoutes per loop turn, with the state as it is then.
+  std::function<void()> routesChanged;
+  options.onChange = [&] {
+    if (routesChanged) routesChanged();
+  };
+  auto proxy = startProxy(config);
+  if (!proxy) return std::unexpected(proxy.error());
   supervisor::Supervisor supervisor(io, **db, clock, options);
+  bool routesPending = false;
+  const std::chrono::milliseconds hold(config.proxyHoldMs);
+  auto publishRoutes = [&] {
+    routesPending = false;
+    if (!*proxy) return;
+    if (auto s = (*proxy)->setRoutes(routesFor(supervisor.list(), hold)); !s)
+      spdlog::error("proxy routes: {}", s.error().message);
+  };
+  routesChanged = [&] {
+    if (std::exchange(routesPending, true)) return;
+    asio::post(io, publishRoutes);
+  };
   // On every way out: with nothing left running, the cgroup subtree has no
   // one to re-adopt, so it goes.
   ScopeExit releaseCgroups([&] {
@@ -157,6 +206,7 @@ Result<int> serve(const Config& config) {
     if (cgroups && cgroups->usable() && !anyActive) (void)cgroups->destroy();
   });
   if (auto s = supervisor.load(); !s) return std::unexpected(s.error());
+  publishRoutes();
 
   bool stopInstances = config.stopInstancesOnExit;
   std::function<void(bool)> shutdown;
@@ -173,7 +223,7 @@ Result<int> serve(const Config& config) {
     apiAddress = *bound;
   }
 
-  asio::signal_set signals(io, SIGTERM, SIGINT);
+  asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
   bool stopping = false;
   shutdown = [&](bool stopAll) {
     if (std::exchange(stopping, true)) return;
@@ -181,24 +231,34 @@ Result<int> serve(const Config& config) {
     // Let the answer to an API shutdown leave before the listeners close.
     asio::post(io, [&, stopAll] {
       server.close();
+      if (*proxy) (*proxy)->stop();
       if (!(stopAll || stopInstances)) return io.stop();
       spdlog::info("stopping every instance before exit");
       supervisor.stopAll([&] { io.stop(); });
     });
   };
-  signals.async_wait([&](boost::system::error_code ec, int sig) {
+  // SIGHUP: certificates are read again from the config file, without a
+  // restart and without dropping open connections.
+  std::function<void(boost::system::error_code, int)> onSignal = [&](boost::system::error_code ec, int sig) {
     if (ec) return;
+    if (sig == SIGHUP) {
+      reloadCertificates(config, proxy->get());
+      return signals.async_wait(onSignal);
+    }
     spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     shutdown(false);
-  });
+  };
+  signals.async_wait(onSignal);
 
   boost::json::object info{{"pid", ::getpid()}, {"api", apiAddress}, {"socket", socketPath(dataDir)},
                            {"data_dir", dataDir},
-                           {"cgroup", cgroups && cgroups->usable() ? cgroups->rootPath() : ""}};
+                           {"cgroup", cgroups && cgroups->usable() ? cgroups->rootPath() : ""},
+                           {"proxy", *proxy ? (*proxy)->boundAddress() : ""},
+                           {"proxy_tls", *proxy ? (*proxy)->tlsBoundAddress() : ""}};
   if (auto s = writeFileAtomic(dataDir + "/daemon.json", boost::json::serialize(info) + "\n", 0644); !s)
     return std::unexpected(s.error());
-  spdlog::warn("front proxy: not built yet; --proxy-listen {} is accepted and not served", config.proxyListen);
-  spdlog::info("ready: api=http://{} socket={} data_dir={} ports={}-{}", apiAddress.empty() ? "off" : apiAddress,
+  spdlog::info("ready: api=http://{} proxy={} socket={} data_dir={} ports={}-{}",
+               apiAddress.empty() ? "off" : apiAddress, *proxy ? "http://" + (*proxy)->boundAddress() : "off",
                socketPath(dataDir), dataDir, config.portLo, config.portHi);
   io.run();
   ::unlink((dataDir + "/daemon.json").c_str());

@@ -68,6 +68,34 @@ Status readAccounts(const toml::table& root, Config& config, const std::string& 
   return {};
 }
 
+Status readProxy(const toml::table& root, Config& config, const std::string& source) {
+  const toml::node* node = root.get("proxy");
+  if (!node) return {};
+  const toml::table* t = node->as_table();
+  if (!t) return fail(Errc::kInvalidArgument, fmt::format("{}: 'proxy' must be a table", where(*node, source)));
+  if (auto s = checkKeys(*t, {"listen", "tls_listen", "hold_ms", "certificates"}, "proxy.", source); !s) return s;
+  if (auto s = read(*t, "listen", config.proxyListen, source); !s) return s;
+  if (auto s = read(*t, "tls_listen", config.proxyTlsListen, source); !s) return s;
+  if (auto s = read(*t, "hold_ms", config.proxyHoldMs, source); !s) return s;
+  const toml::node* certs = t->get("certificates");
+  if (!certs) return {};
+  const toml::array* list = certs->as_array();
+  if (!list) return fail(Errc::kInvalidArgument, fmt::format("{}: 'proxy.certificates' must be [[proxy.certificates]] tables", where(*certs, source)));
+  for (const toml::node& item : *list) {
+    const toml::table* ct = item.as_table();
+    if (!ct) return fail(Errc::kInvalidArgument, fmt::format("{}: each certificate must be a table", where(item, source)));
+    if (auto s = checkKeys(*ct, {"host", "cert", "key"}, "proxy.certificates.", source); !s) return s;
+    Config::Certificate cert;
+    if (auto s = read(*ct, "host", cert.host, source); !s) return s;
+    if (auto s = read(*ct, "cert", cert.cert, source); !s) return s;
+    if (auto s = read(*ct, "key", cert.key, source); !s) return s;
+    if (cert.cert.empty() || cert.key.empty())
+      return fail(Errc::kInvalidArgument, fmt::format("{}: a certificate needs 'cert' and 'key' files", where(item, source)));
+    config.certificates.push_back(std::move(cert));
+  }
+  return {};
+}
+
 Status readLogs(const toml::table& root, Config& config, const std::string& source) {
   const toml::node* node = root.get("logs");
   if (!node) return {};
@@ -118,8 +146,7 @@ Result<Config> parseConfigText(std::string_view text, const std::string& source)
   if (s) s = read(root, "stop_instances_on_exit", c.stopInstancesOnExit, source);
   if (s) s = read(root, "strict", c.strict, source);
   struct Section { const char* name; std::string_view key; std::string* out; };
-  for (const Section& sec : {Section{"api", "listen", &c.apiListen}, Section{"proxy", "listen", &c.proxyListen},
-                             Section{"ports", "range", &range}}) {
+  for (const Section& sec : {Section{"api", "listen", &c.apiListen}, Section{"ports", "range", &range}}) {
     if (!s) break;
     const toml::node* node = root.get(sec.name);
     if (!node) continue;
@@ -129,6 +156,7 @@ Result<Config> parseConfigText(std::string_view text, const std::string& source)
     if (s) s = read(*t, sec.key, *sec.out, source);
   }
   if (s) s = readLogs(root, c, source);
+  if (s) s = readProxy(root, c, source);
   if (s) s = readAccounts(root, c, source);
   if (!s) return std::unexpected(s.error());
   if (!range.empty()) {
@@ -149,6 +177,7 @@ Result<Config> loadConfig(const std::optional<std::string>& path, const ConfigOv
     auto parsed = parseConfigText(text.str(), *path);
     if (!parsed) return parsed;
     c = std::move(*parsed);
+    c.sourcePath = *path;
   }
   if (flags.dataDir) c.dataDir = *flags.dataDir;
   if (flags.apiListen) c.apiListen = *flags.apiListen;

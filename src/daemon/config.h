@@ -23,7 +23,11 @@ struct AccountConfig {
 struct Config {
   std::string dataDir;                        // "" = defaultDataDir()
   std::string apiListen = "127.0.0.1:8070";   // "" = no TCP API
-  std::string proxyListen = "127.0.0.1:8080";
+  std::string proxyListen = "127.0.0.1:8080";  // "" = no proxy
+  std::string proxyTlsListen;                  // "" = no https/wss
+  int proxyHoldMs = 3000;                      // hold requests while an instance (re)starts
+  struct Certificate { std::string host, cert, key; };
+  std::vector<Certificate> certificates;       // chosen by SNI; "" host = default
   uint16_t portLo = 20000;
   uint16_t portHi = 29999;
   std::string logLevel = "info";
@@ -32,6 +36,7 @@ struct Config {
   int64_t logMaxBytes = 10 << 20;             // [logs] max_size: rotate past this
   int logKeep = 3;                            // [logs] keep: rotated files kept
   std::vector<AccountConfig> accounts;        // empty = one account `default`
+  std::string sourcePath;                     // the file it came from ("" = embedded), for SIGHUP
 };
 
 // Flags given on the command line; unset ones leave the file's value.

@@ -22,6 +22,12 @@ stop_instances_on_exit = true
 listen = "127.0.0.1:9000"
 [proxy]
 listen = "0.0.0.0:80"
+tls_listen = "0.0.0.0:443"
+hold_ms = 500
+[[proxy.certificates]]
+host = "chat.example.com"
+cert = "/etc/hv/chat.pem"
+key = "/etc/hv/chat.key"
 [ports]
 range = "30000-30099"
 [logs]
@@ -36,6 +42,10 @@ max_instances = 3
   EXPECT_TRUE(c.stopInstancesOnExit);
   EXPECT_EQ(c.apiListen, "127.0.0.1:9000");
   EXPECT_EQ(c.proxyListen, "0.0.0.0:80");
+  EXPECT_EQ(c.proxyTlsListen, "0.0.0.0:443");
+  EXPECT_EQ(c.proxyHoldMs, 500);
+  ASSERT_EQ(c.certificates.size(), 1u);
+  EXPECT_EQ(c.certificates[0].host, "chat.example.com");
   EXPECT_EQ(c.portLo, 30000);
   EXPECT_EQ(c.portHi, 30099);
   EXPECT_EQ(c.logMaxBytes, 1 << 20);

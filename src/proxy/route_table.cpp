@@ -147,6 +147,7 @@ std::string stripPathPrefix(std::string_view prefix, std::string_view path) {
 }
 
 Result<std::pair<std::string, std::string>> parseRouteSpec(std::string_view spec) {
+  if (spec.empty()) return fail(Errc::kInvalidArgument, "a route is HOST/PATH or /PATH, not empty");
   const size_t slash = spec.find('/');
   std::string host(spec.substr(0, slash));
   std::string prefix(slash == std::string_view::npos ? "/" : spec.substr(slash));

@@ -320,14 +320,14 @@ TEST_F(DatabaseTest, ListsAreOrderedByName) {
 }
 
 TEST_F(DatabaseTest, ReopenKeepsDataAndSchemaVersion) {
-  EXPECT_EQ(db_->schemaVersion(), 3);
+  EXPECT_EQ(db_->schemaVersion(), 4);
   addAlice();
   InstanceRecord i = fullInstance();
   ASSERT_TRUE(db_->insertInstance(i));
   db_.reset();
   db_ = openDb();
   ASSERT_NE(db_, nullptr);
-  EXPECT_EQ(db_->schemaVersion(), 3);
+  EXPECT_EQ(db_->schemaVersion(), 4);
   expectSame(mustFind(i.name), i);
 }
 
@@ -448,11 +448,15 @@ TEST_F(DatabaseTest, ReadinessAndRestartCountRoundTrip) {
   InstanceRecord i = instance("web", 20001);
   i.ready = ReadyCheck::kStartSecs;
   i.restarts = 7;
+  i.access = {"allow 10.0.0.0/8", "deny all"};
+  i.stripPrefix = true;
   ASSERT_TRUE(db_->insertInstance(i));
   auto found = db_->findInstance("web");
   ASSERT_TRUE(found && *found);
   EXPECT_EQ((*found)->ready, ReadyCheck::kStartSecs);
   EXPECT_EQ((*found)->restarts, 7);
+  EXPECT_EQ((*found)->access, i.access);
+  EXPECT_TRUE((*found)->stripPrefix);
 }
 
 TEST_F(DatabaseTest, VersionOneDatabaseMigratesKeepingItsRows) {
@@ -461,13 +465,15 @@ TEST_F(DatabaseTest, VersionOneDatabaseMigratesKeepingItsRows) {
   // Take the file back to schema 1, as an older hostvisor left it.
   ASSERT_TRUE(db_->exec("ALTER TABLE instances DROP COLUMN ready"));
   ASSERT_TRUE(db_->exec("ALTER TABLE instances DROP COLUMN restarts"));
+  ASSERT_TRUE(db_->exec("ALTER TABLE instances DROP COLUMN access"));
+  ASSERT_TRUE(db_->exec("ALTER TABLE instances DROP COLUMN strip_prefix"));
   for (const char* column : {"max_memory_bytes", "max_cpu_percent", "max_procs", "max_open_files", "egress"})
     ASSERT_TRUE(db_->exec(std::string("ALTER TABLE accounts DROP COLUMN ") + column));
   ASSERT_TRUE(db_->exec("PRAGMA user_version = 1"));
   db_.reset();
   db_ = openDb();
   ASSERT_NE(db_, nullptr);
-  EXPECT_EQ(db_->schemaVersion(), 3);
+  EXPECT_EQ(db_->schemaVersion(), 4);
   auto found = db_->findInstance("web");
   ASSERT_TRUE(found && *found);
   EXPECT_EQ((*found)->port, 20001);
@@ -478,7 +484,7 @@ TEST_F(DatabaseTest, VersionOneDatabaseMigratesKeepingItsRows) {
 TEST_F(DatabaseTest, InMemoryDatabaseOpens) {
   auto db = Database::open(":memory:");
   ASSERT_TRUE(db) << db.error().message;
-  EXPECT_EQ((*db)->schemaVersion(), 3);
+  EXPECT_EQ((*db)->schemaVersion(), 4);
   EXPECT_FALSE(std::filesystem::exists(":memory:"));
 }
 

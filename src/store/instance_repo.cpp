@@ -12,21 +12,22 @@ namespace {
 constexpr std::string_view kColumns =
     "name, account, command, args, env, cwd, route, restart, autostart, port, wanted,"
     " stop_signal, stop_grace_ms, start_secs, memory_bytes, cpu_percent, max_procs,"
-    " created_at, last_pid, last_pid_start_time, ready, restarts";
+    " created_at, last_pid, last_pid_start_time, ready, restarts, access, strip_prefix";
 
 constexpr std::string_view kInsert =
     "INSERT INTO instances (name, account, command, args, env, cwd, route, restart,"
     " autostart, port, wanted, stop_signal, stop_grace_ms, start_secs, memory_bytes,"
-    " cpu_percent, max_procs, created_at, last_pid, last_pid_start_time, ready, restarts)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
-    " ?17, ?18, ?19, ?20, ?21, ?22)";
+    " cpu_percent, max_procs, created_at, last_pid, last_pid_start_time, ready, restarts, access,"
+    " strip_prefix) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
+    " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
 
 constexpr std::string_view kUpdate =
     "UPDATE instances SET account = ?2, command = ?3, args = ?4, env = ?5, cwd = ?6,"
     " route = ?7, restart = ?8, autostart = ?9, port = ?10, wanted = ?11,"
     " stop_signal = ?12, stop_grace_ms = ?13, start_secs = ?14, memory_bytes = ?15,"
     " cpu_percent = ?16, max_procs = ?17, created_at = ?18, last_pid = ?19,"
-    " last_pid_start_time = ?20, ready = ?21, restarts = ?22 WHERE name = ?1";
+    " last_pid_start_time = ?20, ready = ?21, restarts = ?22, access = ?23, strip_prefix = ?24"
+    " WHERE name = ?1";
 
 std::string_view restartName(RestartMode mode) {
   switch (mode) {
@@ -67,7 +68,9 @@ void bindInstance(Statement& stmt, const InstanceRecord& i) {
       // SQLite integers are signed 64-bit; the cast round-trips every value.
       .bindInt(20, static_cast<int64_t>(i.lastPidStartTime))
       .bindText(21, i.ready == ReadyCheck::kPort ? "port" : "start_secs")
-      .bindInt(22, i.restarts);
+      .bindInt(22, i.restarts)
+      .bindText(23, encodeArgs(i.access))
+      .bindInt(24, i.stripPrefix ? 1 : 0);
 }
 
 // The columns that need decoding; a bad cell names the instance and column.
@@ -109,6 +112,9 @@ Result<InstanceRecord> readInstance(const Statement& stmt) {
   i.lastPidStartTime = static_cast<uint64_t>(stmt.columnInt(19));
   i.ready = stmt.columnText(20) == "start_secs" ? ReadyCheck::kStartSecs : ReadyCheck::kPort;
   i.restarts = static_cast<int>(stmt.columnInt(21));
+  // A corrupt cell must not open a route to everyone: deny all instead.
+  i.access = decodeArgs(stmt.columnText(22)).value_or(std::vector<std::string>{"deny all"});
+  i.stripPrefix = stmt.columnInt(23) != 0;
   return i;
 }
 

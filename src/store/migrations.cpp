@@ -63,7 +63,13 @@ ALTER TABLE accounts ADD COLUMN max_open_files INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE accounts ADD COLUMN egress TEXT NOT NULL DEFAULT '[]';
 )sql";
 
-constexpr std::array<std::string_view, 3> kMigrations = {kMigration1, kMigration2, kMigration3};
+// The front proxy's per-route settings (issue 4).
+constexpr std::string_view kMigration4 = R"sql(
+ALTER TABLE instances ADD COLUMN access TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE instances ADD COLUMN strip_prefix INTEGER NOT NULL DEFAULT 0;
+)sql";
+
+constexpr std::array<std::string_view, 4> kMigrations = {kMigration1, kMigration2, kMigration3, kMigration4};
 constexpr int kLatestVersion = static_cast<int>(kMigrations.size());
 
 Result<int> readUserVersion(sqlite3* db) {

@@ -47,6 +47,8 @@ struct InstanceRecord {
   std::vector<std::pair<std::string, std::string>> env;  // in order given
   std::string cwd;          // absolute; empty = the account's home
   std::string route;        // "" or "HOST/PATH" or "/PATH"
+  std::vector<std::string> access;  // proxy rules in order, first match wins: "allow 10.0.0.0/8", "deny all"
+  bool stripPrefix = false;         // the proxy removes the route's path prefix
   RestartMode restart = RestartMode::kOnFailure;
   bool autostart = true;    // start when the daemon starts (if wanted = true)
   int port = 0;             // the assigned TCP port, exclusive while the row exists

@@ -66,6 +66,10 @@ void Supervisor::readStats(const Instance& inst) const {
   inst.statsAt = now;
 }
 
+void Supervisor::notifyChanged() const {
+  if (options_.onChange) options_.onChange();
+}
+
 Status Supervisor::persist(const store::InstanceRecord& spec) { return db_.updateInstance(spec); }
 
 std::vector<const store::InstanceRecord*> Supervisor::siblingsOf(const std::string& account,
@@ -102,9 +106,11 @@ void Supervisor::setState(Instance& inst, State state, std::string reason) {
     spdlog::debug("instance {}: {} -> {}{}{}", inst.spec.name, stateName(inst.state),
                   stateName(state), reason.empty() ? "" : ": ", reason);
   }
+  const bool changed = inst.state != state;
   inst.state = state;
   inst.reason = std::move(reason);
   notifyWaiters(inst);
+  if (changed) notifyChanged();
 }
 
 void Supervisor::notifyWaiters(Instance& inst) {
@@ -188,6 +194,7 @@ Result<InstanceStatus> Supervisor::create(store::InstanceRecord spec, bool start
   instances_.emplace(inst.spec.name, std::move(owned));
   spdlog::info("instance {}: created for account {} on port {}", inst.spec.name,
                inst.spec.account, inst.spec.port);
+  notifyChanged();
   if (start) spawnNow(inst);
   return snapshot(inst);
 }
@@ -215,6 +222,7 @@ Result<InstanceStatus> Supervisor::update(
     return std::unexpected(s.error());
   if (auto s = persist(next); !s) return std::unexpected(s.error());
   inst->spec = std::move(next);
+  notifyChanged();
   return snapshot(*inst);
 }
 
@@ -233,6 +241,7 @@ void Supervisor::remove(const std::string& name, std::function<void(Status)> don
     instances_.erase(name);
     for (auto& w : waiters) w->done(std::unexpected(notFoundError(name)));
     spdlog::info("instance {}: deleted", name);
+    notifyChanged();
     done({});
   });
 }

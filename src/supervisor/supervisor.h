@@ -41,6 +41,9 @@ struct SupervisorOptions {
   const os::Cgroups* cgroups = nullptr;
   // Non-empty: strict mode found a mechanism missing; every start fails with it.
   std::string refuseStarts;
+  // Called (on the control thread) after any instance is created, changed,
+  // deleted or changes state: the daemon updates the proxy's routes from it.
+  std::function<void()> onChange;
 };
 
 // A snapshot of one instance, for the API.
@@ -104,6 +107,7 @@ class Supervisor {
                                                       const std::string& except) const;
   InstanceStatus snapshot(const Instance& inst) const;
   Status persist(const store::InstanceRecord& spec);
+  void notifyChanged() const;
   void setState(Instance& inst, State state, std::string reason);
   void notifyWaiters(Instance& inst);
   void addWaiter(Instance& inst, bool untilStopped, Millis timeout, Done done);

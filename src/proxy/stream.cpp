@@ -1,0 +1,129 @@
+#include "proxy/stream.h"
+
+#include <openssl/err.h>
+#include <sys/socket.h>
+
+#include <boost/asio/ssl/error.hpp>
+
+#include <cerrno>
+#include <climits>
+
+namespace hv::proxy {
+
+Stream::Stream(tcp::socket socket, SSL* ssl) : socket_(std::move(socket)), ssl_(ssl) {
+  if (ssl_ && socket_.is_open()) {
+    error_code ignored;
+    socket_.non_blocking(true, ignored);  // OpenSSL's socket BIO must never block the loop
+    SSL_set_fd(ssl_, socket_.native_handle());
+  }
+}
+
+Stream::Stream(Stream&& other) noexcept
+    : socket_(std::move(other.socket_)), ssl_(std::exchange(other.ssl_, nullptr)), fatal_(other.fatal_) {}
+
+Stream& Stream::operator=(Stream&& other) noexcept {
+  if (this != &other) {
+    if (ssl_) SSL_free(ssl_);
+    socket_ = std::move(other.socket_);
+    ssl_ = std::exchange(other.ssl_, nullptr);
+    fatal_ = other.fatal_;
+  }
+  return *this;
+}
+
+Stream::~Stream() {
+  if (ssl_) SSL_free(ssl_);
+}
+
+IoResult Stream::sslResult(int ret, IoStatus doneStatus) {
+  if (ret > 0) return {static_cast<size_t>(ret), doneStatus, {}};
+  switch (SSL_get_error(ssl_, ret)) {
+    case SSL_ERROR_WANT_READ: return {0, IoStatus::kWantRead, {}};
+    case SSL_ERROR_WANT_WRITE: return {0, IoStatus::kWantWrite, {}};
+    case SSL_ERROR_ZERO_RETURN: return {0, IoStatus::kEof, {}};
+    case SSL_ERROR_SYSCALL:
+      fatal_ = true;
+      if (errno == 0 || errno == ECONNRESET) return {0, IoStatus::kEof, {}};
+      return {0, IoStatus::kError, error_code(errno, boost::system::system_category())};
+    default: {
+      fatal_ = true;
+      const unsigned long err = ERR_get_error();
+      ERR_clear_error();
+      return {0, IoStatus::kError, error_code(static_cast<int>(err), asio::error::get_ssl_category())};
+    }
+  }
+}
+
+IoResult Stream::tryRead(char* data, size_t size) {
+  if (ssl_) {
+    ERR_clear_error();
+    errno = 0;
+    return sslResult(SSL_read(ssl_, data, static_cast<int>(std::min<size_t>(size, INT_MAX))), IoStatus::kDone);
+  }
+  for (;;) {
+    const ssize_t n = ::recv(socket_.native_handle(), data, size, MSG_DONTWAIT);
+    if (n > 0) return {static_cast<size_t>(n), IoStatus::kDone, {}};
+    if (n == 0) return {0, IoStatus::kEof, {}};
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return {0, IoStatus::kWantRead, {}};
+    return {0, IoStatus::kError, error_code(errno, boost::system::system_category())};
+  }
+}
+
+IoResult Stream::tryWrite(const char* data, size_t size) {
+  size_t done = 0;
+  while (done < size) {
+    IoResult r;
+    if (ssl_) {
+      ERR_clear_error();
+      errno = 0;
+      r = sslResult(SSL_write(ssl_, data + done, static_cast<int>(std::min<size_t>(size - done, INT_MAX))),
+                    IoStatus::kDone);
+      if (r.status == IoStatus::kEof) r = {0, IoStatus::kError, asio::error::broken_pipe};
+    } else {
+      const ssize_t n = ::send(socket_.native_handle(), data + done, size - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n >= 0) r = {static_cast<size_t>(n), IoStatus::kDone, {}};
+      else if (errno == EINTR) continue;
+      else if (errno == EAGAIN || errno == EWOULDBLOCK) r = {0, IoStatus::kWantWrite, {}};
+      else r = {0, IoStatus::kError, error_code(errno, boost::system::system_category())};
+    }
+    if (r.status != IoStatus::kDone) return {done, r.status, r.ec};
+    done += r.bytes;
+    // A short plain send means the socket buffer is full: wait, do not spin.
+    if (!ssl_ && done < size) return {done, IoStatus::kWantWrite, {}};
+  }
+  return {done, IoStatus::kDone, {}};
+}
+
+IoResult Stream::tryHandshake() {
+  if (!ssl_) return {};
+  ERR_clear_error();
+  errno = 0;
+  const int ret = SSL_do_handshake(ssl_);
+  if (ret == 1) return {};
+  IoResult r = sslResult(ret, IoStatus::kDone);
+  if (r.status == IoStatus::kDone || r.status == IoStatus::kEof) r = {0, IoStatus::kError, asio::error::eof};
+  return r;
+}
+
+void Stream::shutdownSend() {
+  if (ssl_ && !fatal_ && SSL_is_init_finished(ssl_)) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_);  // sends close_notify; we keep reading, so no wait for the peer's
+    ERR_clear_error();
+  }
+  error_code ignored;
+  socket_.shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+void Stream::cancel() {
+  error_code ignored;
+  socket_.cancel(ignored);
+}
+
+void Stream::close() {
+  error_code ignored;
+  socket_.close(ignored);
+}
+
+}  // namespace hv::proxy

@@ -1,0 +1,160 @@
+// Stream: one TCP connection, plain or TLS. TLS is OpenSSL driven directly on
+// the non-blocking socket (SSL_set_fd), not asio::ssl::stream: that one keeps
+// two 17 KB buffers per connection forever, while an SSL with
+// SSL_MODE_RELEASE_BUFFERS holds no record buffers while idle, which is what
+// keeps an idle wss tunnel small.
+//
+// Two faces over the same connection:
+//  - async_read_some / async_write_some / async_handshake, so Beast's HTTP
+//    reader and writer can use it as an AsyncStream;
+//  - tryRead / tryWrite (non-blocking, never wait) plus asyncWait, so the
+//    tunnel can wait for readiness without holding a buffer.
+// Not thread-safe: use only on the io_context thread that owns the socket.
+// Owns the socket and the SSL (freed in the destructor). Move-only.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/compose.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+
+#include <type_traits>
+#include <utility>
+
+namespace hv::proxy {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using tcp = asio::ip::tcp;
+
+enum class IoStatus {
+  kDone,       // tryRead: bytes > 0 were read; tryWrite: everything was written
+  kWantRead,   // stopped early; call again when the socket is readable
+  kWantWrite,  // stopped early; call again when the socket is writable
+  kEof,        // the peer finished sending (FIN, or TLS close_notify)
+  kError,
+};
+
+struct IoResult {
+  size_t bytes = 0;
+  IoStatus status = IoStatus::kDone;
+  error_code ec;
+};
+
+class Stream {
+ public:
+  using executor_type = tcp::socket::executor_type;
+
+  explicit Stream(tcp::socket socket, SSL* ssl = nullptr);  // takes ownership of `ssl`
+  Stream(Stream&& other) noexcept;
+  Stream& operator=(Stream&& other) noexcept;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  ~Stream();
+
+  executor_type get_executor() { return socket_.get_executor(); }
+  tcp::socket& socket() { return socket_; }
+  bool tls() const { return ssl_ != nullptr; }
+  // TLS only: decrypted bytes already held in memory, which a readiness wait
+  // on the socket would not see. (Not SSL_has_pending: that also counts a
+  // partial record, whose rest the socket will signal; posting on it would spin.
+  // Without read-ahead OpenSSL never holds a whole unprocessed record.)
+  bool hasBuffered() const { return ssl_ && SSL_pending(ssl_) > 0; }
+
+  IoResult tryRead(char* data, size_t size);
+  IoResult tryWrite(const char* data, size_t size);
+  IoResult tryHandshake();  // TLS server handshake step; kDone once finished
+
+  // Calls `handler(error_code)` when the socket can be read (kWantRead) or written.
+  template <class Handler>
+  void asyncWait(IoStatus want, Handler&& handler) {
+    socket_.async_wait(want == IoStatus::kWantWrite ? tcp::socket::wait_write : tcp::socket::wait_read,
+                       std::forward<Handler>(handler));
+  }
+
+  void shutdownSend();  // TLS close_notify (best effort) + TCP FIN
+  void cancel();
+  void close();
+
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    return asio::async_compose<Token, void(error_code, size_t)>(IoOp<MutableBuffers, true>{this, buffers}, token,
+                                                                socket_);
+  }
+  template <class ConstBuffers, class Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    return asio::async_compose<Token, void(error_code, size_t)>(IoOp<ConstBuffers, false>{this, buffers}, token,
+                                                                socket_);
+  }
+  template <class Token>
+  auto async_handshake(Token&& token) {
+    return asio::async_compose<Token, void(error_code, size_t)>(HandshakeOp{this}, token, socket_);
+  }
+
+ private:
+  // One read or write: try now, else wait for readiness and try again. A
+  // completion on the first step is posted, never made inline (asio contract).
+  template <class Buffers, bool kRead>
+  struct IoOp {
+    Stream* stream;
+    Buffers buffers;
+    bool started = false;
+
+    template <class Self>
+    void operator()(Self& self, error_code ec = {}) {
+      if (ec) return finish(self, ec, 0);
+      auto chosen = pick();
+      if (chosen.size() == 0) return finish(self, {}, 0);
+      IoResult r = kRead ? stream->tryRead(static_cast<char*>(const_cast<void*>(chosen.data())), chosen.size())
+                         : stream->tryWrite(static_cast<const char*>(chosen.data()), chosen.size());
+      if (r.bytes > 0) return finish(self, {}, r.bytes);
+      if (r.status == IoStatus::kEof) return finish(self, asio::error::eof, 0);
+      if (r.status == IoStatus::kError) return finish(self, r.ec, 0);
+      started = true;
+      stream->asyncWait(r.status, std::move(self));
+    }
+
+    using Buffer = std::conditional_t<kRead, asio::mutable_buffer, asio::const_buffer>;
+    Buffer pick() const {
+      for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers); ++it)
+        if (Buffer b(*it); b.size() > 0) return b;
+      return Buffer();
+    }
+
+    template <class Self>
+    void finish(Self& self, error_code ec, size_t n) {
+      if (started) return self.complete(ec, n);
+      auto executor = stream->get_executor();
+      asio::post(executor, [self = std::move(self), ec, n]() mutable { self.complete(ec, n); });
+    }
+  };
+
+  struct HandshakeOp {
+    Stream* stream;
+    bool started = false;
+
+    template <class Self>
+    void operator()(Self& self, error_code ec = {}) {
+      if (!ec) {
+        IoResult r = stream->tryHandshake();
+        if (r.status == IoStatus::kWantRead || r.status == IoStatus::kWantWrite) {
+          started = true;
+          return stream->asyncWait(r.status, std::move(self));
+        }
+        ec = r.status == IoStatus::kDone ? error_code{} : r.ec ? r.ec : asio::error::eof;
+      }
+      if (started) return self.complete(ec, 0);
+      auto executor = stream->get_executor();
+      asio::post(executor, [self = std::move(self), ec]() mutable { self.complete(ec, 0); });
+    }
+  };
+
+  IoResult sslResult(int ret, IoStatus eofOrDone);
+
+  tcp::socket socket_;
+  SSL* ssl_ = nullptr;
+  bool fatal_ = false;  // a TLS error happened: SSL_shutdown is not allowed any more
+};
+
+}  // namespace hv::proxy

@@ -1,0 +1,141 @@
+#include "proxy/tunnel.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+
+namespace hv::proxy {
+
+namespace {
+
+constexpr int kReadsPerTurn = 16;  // then yield, so one busy tunnel cannot starve the loop
+
+}  // namespace
+
+void Tunnel::start(Worker& worker, Stream client, Stream upstream, ClientSlot slot, Upstreams::Lease lease,
+                   TunnelSettings settings, std::string toClient, std::string toUpstream) {
+  auto* t = new Tunnel(worker, std::move(client), std::move(upstream), std::move(slot), std::move(lease), settings);
+  t->sides_[kToClient].pending = std::move(toClient);
+  t->sides_[kToUpstream].pending = std::move(toUpstream);
+  t->armTimer();
+  for (Direction d : {kToUpstream, kToClient}) {
+    if (t->closed_) break;
+    if (!t->sides_[d].pending.empty()) t->flush(d);
+    else t->pump(d);  // the TLS side may already hold decrypted bytes
+  }
+}
+
+Tunnel::Tunnel(Worker& worker, Stream client, Stream upstream, ClientSlot slot, Upstreams::Lease lease,
+               TunnelSettings settings)
+    : worker_(worker), client_(std::move(client)), upstream_(std::move(upstream)), slot_(std::move(slot)),
+      lease_(std::move(lease)), settings_(settings), timer_(worker.io()),
+      started_(std::chrono::steady_clock::now()), lastActivity_(started_) {
+  sides_[kToUpstream].from = &client_;
+  sides_[kToUpstream].to = &upstream_;
+  sides_[kToClient].from = &upstream_;
+  sides_[kToClient].to = &client_;
+  worker_.track(*this);
+  bump(worker_.stats().tunnelsOpen);
+  bump(worker_.stats().tunnelsTotal);
+}
+
+Tunnel::~Tunnel() { worker_.stats().tunnelsOpen.fetch_sub(1, std::memory_order_relaxed); }
+
+template <class F>
+auto Tunnel::guarded(F f) {
+  ++pendingOps_;
+  return [this, f = std::move(f)](auto&&... args) {
+    --pendingOps_;
+    if (!closed_) f(std::forward<decltype(args)>(args)...);
+    if (closed_ && pendingOps_ == 0) delete this;
+  };
+}
+
+void Tunnel::pump(Direction d) {
+  Side& side = sides_[d];
+  char* buffer = worker_.scratch();
+  for (int turn = 0; turn < kReadsPerTurn; ++turn) {
+    const IoResult r = side.from->tryRead(buffer, Worker::kScratchSize);
+    if (r.status == IoStatus::kEof) return onEof(d);
+    if (r.status == IoStatus::kError) return close();
+    if (r.status != IoStatus::kDone) return waitReadable(d, r.status);
+    lastActivity_ = std::chrono::steady_clock::now();
+    bump(d == kToUpstream ? worker_.stats().tunnelBytesIn : worker_.stats().tunnelBytesOut, r.bytes);
+    const IoResult w = side.to->tryWrite(buffer, r.bytes);
+    if (w.status == IoStatus::kError) return close();
+    if (w.bytes < r.bytes) {
+      side.pending.assign(buffer + w.bytes, r.bytes - w.bytes);
+      side.sent = 0;
+      return side.to->asyncWait(w.status, guarded([this, d](error_code ec) { ec ? close() : flush(d); }));
+    }
+  }
+  asio::post(worker_.io(), guarded([this, d] { pump(d); }));
+}
+
+void Tunnel::waitReadable(Direction d, IoStatus want) {
+  Side& side = sides_[d];
+  if (want == IoStatus::kWantRead && side.from->hasBuffered()) {
+    asio::post(worker_.io(), guarded([this, d] { pump(d); }));
+    return;
+  }
+  side.from->asyncWait(want, guarded([this, d](error_code ec) { ec ? close() : pump(d); }));
+}
+
+void Tunnel::flush(Direction d) {
+  Side& side = sides_[d];
+  const IoResult w = side.to->tryWrite(side.pending.data() + side.sent, side.pending.size() - side.sent);
+  if (w.status == IoStatus::kError) return close();
+  side.sent += w.bytes;
+  if (side.sent < side.pending.size())
+    return side.to->asyncWait(w.status, guarded([this, d](error_code ec) { ec ? close() : flush(d); }));
+  std::string().swap(side.pending);  // give the memory back while idle
+  side.sent = 0;
+  pump(d);
+}
+
+void Tunnel::onEof(Direction d) {
+  sides_[d].eof = true;
+  sides_[d].to->shutdownSend();
+  if (sides_[kToUpstream].eof && sides_[kToClient].eof) close();
+}
+
+void Tunnel::armTimer() {
+  auto deadline = lastActivity_ + settings_.idle;
+  if (settings_.lifetime.count() > 0) deadline = std::min(deadline, started_ + settings_.lifetime);
+  timer_.expires_at(deadline);
+  timer_.async_wait(guarded([this](error_code ec) {
+    if (!ec) onTimer();
+  }));
+}
+
+// One timer for both limits, moved only when it fires: activity just updates
+// lastActivity_, so a busy tunnel never touches the timer queue.
+void Tunnel::onTimer() {
+  const auto now = std::chrono::steady_clock::now();
+  if (settings_.lifetime.count() > 0 && now >= started_ + settings_.lifetime) {
+    spdlog::debug("proxy: tunnel closed at its lifetime cap");
+    return close();
+  }
+  if (now >= lastActivity_ + settings_.idle) {
+    spdlog::debug("proxy: tunnel closed after {} ms idle", settings_.idle.count());
+    return close();
+  }
+  armTimer();
+}
+
+void Tunnel::closeNow() {
+  close();
+  if (pendingOps_ == 0) delete this;
+}
+
+void Tunnel::close() {
+  if (closed_) return;
+  closed_ = true;
+  timer_.cancel();
+  client_.close();
+  upstream_.close();
+  slot_.reset();
+  lease_.reset();
+}
+
+}  // namespace hv::proxy

@@ -1,0 +1,99 @@
+// Upstreams: one loop's view of its upstream servers — load balancing
+// (round-robin per route, least-connections), passive health (an upstream
+// whose connect failed is skipped for Limits::ejectTime), the count of
+// connections in use, and the keep-alive pool of idle upstream connections.
+//
+// State is per loop on purpose (as nginx keeps it per worker without a shared
+// zone): nothing is locked. Used only on its loop's thread. choose() is pure
+// given its inputs, so it is unit-tested without sockets.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/proxy.h"
+#include "proxy/route_table.h"
+#include "proxy/stream.h"
+
+namespace hv::proxy {
+
+using TimePoint = std::chrono::steady_clock::time_point;
+
+// A connection to an upstream and its read buffer (which may hold response
+// bytes beyond the current message, e.g. WebSocket frames after a 101).
+struct UpstreamConn {
+  UpstreamConn(asio::io_context& io, const tcp::endpoint& ep) : stream(tcp::socket(io)), endpoint(ep) {}
+  Stream stream;
+  boost::beast::flat_buffer buffer;
+  tcp::endpoint endpoint;
+  TimePoint idleSince{};
+};
+
+class Upstreams {
+  struct State;
+
+ public:
+  struct Pick {
+    enum class Kind {
+      kEndpoint,   // use route.endpoints[index]
+      kStarting,   // none up, one starting: 503 or hold
+      kDown,       // none up or starting: 502
+      kExhausted,  // every up one was tried and failed: 502 or hold
+    };
+    Kind kind;
+    size_t index = 0;
+  };
+
+  // Counts one connection in use on an upstream (least-connections) until destroyed.
+  class Lease {
+   public:
+    Lease() = default;
+    explicit Lease(State* state);
+    Lease(Lease&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+    Lease& operator=(Lease&& other) noexcept;
+    ~Lease() { reset(); }
+    void reset();
+
+   private:
+    State* state_ = nullptr;
+  };
+
+  explicit Upstreams(const Limits& limits) : limits_(limits) {}
+  Upstreams(const Upstreams&) = delete;
+  Upstreams& operator=(const Upstreams&) = delete;
+
+  // Picks among the route's upstreams that are up and not in `tried`,
+  // preferring ones not ejected (all ejected: any of them, rather than none).
+  Pick choose(const RouteEntry& route, const std::vector<tcp::endpoint>& tried, TimePoint now);
+  void eject(const tcp::endpoint& ep, TimePoint now);
+  bool ejected(const tcp::endpoint& ep, TimePoint now);
+  Lease lease(const tcp::endpoint& ep) { return Lease(&state(ep)); }
+  uint32_t inUse(const tcp::endpoint& ep) { return state(ep).active; }
+
+  // An idle pooled connection still open (checked without blocking), or nullptr.
+  std::unique_ptr<UpstreamConn> takeIdle(const tcp::endpoint& ep, TimePoint now);
+  // Pools a connection whose last response was complete; drops it if the pool is full.
+  void putIdle(std::unique_ptr<UpstreamConn> conn, TimePoint now);
+  void sweep(TimePoint now);  // closes pooled connections idle too long
+  void closeAll();
+
+ private:
+  struct State {
+    uint32_t active = 0;
+    TimePoint ejectedUntil{};
+    std::vector<std::unique_ptr<UpstreamConn>> idle;  // most recent last
+  };
+  State& state(const tcp::endpoint& ep) { return states_[ep]; }  // node-based: addresses are stable
+
+  const Limits& limits_;
+  std::unordered_map<tcp::endpoint, State> states_;
+  std::unordered_map<std::string, uint64_t> turns_;  // round-robin position per route id
+};
+
+}  // namespace hv::proxy

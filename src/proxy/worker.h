@@ -1,0 +1,114 @@
+// Worker: one event loop of the proxy — a thread running its own io_context,
+// its own SO_REUSEPORT listeners, its route table snapshot, its upstream
+// state, a scratch read buffer, and the list of its open connections.
+//
+// Everything here is used only on the worker's thread, except publish() and
+// stop(), which post to it. Sessions and tunnels hold a Worker& and must not
+// outlive it: stop() closes them all and waits for the loop to drain.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
+
+#include <atomic>
+#include <functional>
+#include <list>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "proxy/client_limiter.h"
+#include "proxy/proxy.h"
+#include "proxy/route_table.h"
+#include "proxy/upstreams.h"
+
+namespace hv::proxy {
+
+// Anything a worker must be able to close at stop(). Unlinks itself on destruction.
+class Closable
+    : public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+ public:
+  virtual void closeNow() = 0;  // close sockets; completions then finish the object
+
+ protected:
+  ~Closable() = default;
+};
+
+// Counters of one worker, written by its thread only (relaxed), read by stats().
+struct WorkerStats {
+  std::atomic<uint64_t> connectionsOpen{0}, connectionsTotal{0}, connectionsRejected{0};
+  std::atomic<uint64_t> tunnelsOpen{0}, tunnelsTotal{0}, requests{0}, responses4xx{0}, responses5xx{0};
+  std::atomic<uint64_t> upstreamConnects{0}, upstreamReuses{0}, upstreamFailures{0};
+  std::atomic<uint64_t> tunnelBytesIn{0}, tunnelBytesOut{0};
+};
+
+inline void bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
+  counter.fetch_add(n, std::memory_order_relaxed);
+}
+
+// What all workers share: configuration, the per-client limiter, certificates.
+struct Shared {
+  explicit Shared(ProxyConfig c) : config(std::move(c)), limiter(config.limits.maxConnsPerClient) {}
+  ProxyConfig config;
+  ClientLimiter limiter;
+  TlsStore tls;
+};
+
+class Worker {
+ public:
+  static constexpr size_t kScratchSize = 64 * 1024;
+
+  explicit Worker(Shared& shared);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Before start(): binds a listener (SO_REUSEPORT, so every worker can bind
+  // the same port). Returns the bound endpoint.
+  Result<tcp::endpoint> listen(const tcp::endpoint& endpoint, bool tls);
+  void start();
+  void stop();  // any thread; closes everything and joins the thread
+
+  // Any thread: this worker adopts `table` unless it already has a newer one.
+  void publish(std::shared_ptr<const RouteTable> table, uint64_t version);
+
+  asio::io_context& io() { return io_; }
+  const Limits& limits() const { return shared_.config.limits; }
+  WorkerStats& stats() { return stats_; }
+  const WorkerStats& stats() const { return stats_; }
+  Upstreams& upstreams() { return upstreams_; }
+  const std::shared_ptr<const RouteTable>& routes() const { return routes_; }
+  char* scratch() { return scratch_.get(); }
+
+  // Calls `wake` once, on this thread, at the next route change (hold-while-
+  // starting), unless `owner` is gone by then; gone owners are pruned on sweeps.
+  void onNextRouteChange(std::weak_ptr<void> owner, std::function<void()> wake) {
+    routeWaiters_.emplace_back(std::move(owner), std::move(wake));
+  }
+  void track(Closable& c) { live_.push_back(c); }
+
+ private:
+  struct Listener;
+  void doAccept(Listener& l);
+  void onAccept(Listener& l, error_code ec, tcp::socket socket);
+  void startSession(tcp::socket socket, bool tls);
+  void doSweep();
+  void closeAll();
+
+  Shared& shared_;
+  asio::io_context io_{1};
+  std::thread thread_;
+  std::list<Listener> listeners_;
+  asio::steady_timer sweep_;
+  bool stopping_ = false;
+  WorkerStats stats_;
+  Upstreams upstreams_;
+  std::shared_ptr<const RouteTable> routes_;
+  uint64_t routesVersion_ = 0;
+  std::vector<std::pair<std::weak_ptr<void>, std::function<void()>>> routeWaiters_;
+  std::unique_ptr<char[]> scratch_;
+  boost::intrusive::list<Closable, boost::intrusive::constant_time_size<false>> live_;
+};
+
+}  // namespace hv::proxy
