@@ -7,10 +7,13 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DATA_DIR=${HOSTVISOR_DATA_DIR:-$( [ "$(id -u)" -eq 0 ] && echo /var/lib/hostvisor || echo "${XDG_DATA_HOME:-$HOME/.local/share}/hostvisor")}
 export HOSTVISOR_DATA_DIR=$DATA_DIR
 
-# An instance's program lives in its account's home: copy the example there.
+# An instance's program lives in its account's home: copy the examples there.
 APP_DIR="$HOME/hostvisor-demo"
+BUILD_DIR=$(dirname "$BIN")
 mkdir -p "$APP_DIR"
+chmod 755 "$APP_DIR"
 install -m 0755 "$ROOT/examples/hello/server.py" "$APP_DIR/hello.py"
+install -m 0755 "$BUILD_DIR/examples/hostvisor-chat" "$APP_DIR/hostvisor-chat"
 
 # Its own session: Ctrl-C reaches this script, whose trap stops the instances too.
 setsid "$BIN" serve &
@@ -28,20 +31,24 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-if "$BIN" status hello >/dev/null 2>&1; then
-  "$BIN" start hello >/dev/null
-else
-  "$BIN" create hello --command "$APP_DIR/hello.py" >/dev/null
-fi
-PORT=$("$BIN" status hello --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["port"])')
+# ensure NAME ROUTE COMMAND: the demo's instances are made afresh each run.
+ensure() {
+  "$BIN" rm "$1" >/dev/null 2>&1 || true
+  "$BIN" create "$1" --route "$2" --command "$3" >/dev/null
+}
+ensure chat /chat/ "$APP_DIR/hostvisor-chat"
+ensure hello /hello/ "$APP_DIR/hello.py"
+PORT=$("$BIN" status chat --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["port"])')
 
 cat <<MSG
 
   hostvisor is running (data dir $DATA_DIR).
 
-  The example instance 'hello' got port $PORT:   curl http://127.0.0.1:$PORT/
-  Its state and logs:                           $BIN ls
-                                                $BIN logs hello -n 20
+  The chat, behind the front proxy:   http://127.0.0.1:8080/chat/   (open it in two tabs)
+  (the instance 'chat' got port $PORT; the proxy routes /chat/ to it, WebSocket included)
+  A plain HTTP example:               curl http://127.0.0.1:8080/hello/
+  State and logs:                     $BIN ls
+                                      $BIN logs chat -f
   REST API (token in $DATA_DIR/admin.token):
       curl -H "Authorization: Bearer \$(cat $DATA_DIR/admin.token)" http://127.0.0.1:8070/api/v1/instances
   Create your own:  $BIN create web --command ~/srv.sh
