@@ -46,6 +46,8 @@ json::object instanceToJson(const InstanceStatus& s) {
   o["last_output"] = s.lastOutput;
   o["cpu_seconds"] = s.cpuSeconds ? json::value(*s.cpuSeconds) : json::value(nullptr);
   o["rss_bytes"] = s.rssBytes ? json::value(*s.rssBytes) : json::value(nullptr);
+  o["blocked"] = json::object{{"bind", s.blocked.bind}, {"connect", s.blocked.connect},
+                              {"sendmsg", s.blocked.sendmsg}, {"ingress", s.blocked.ingress}};
   o["start_secs"] = spec.startSecs;
   o["ready"] = spec.ready == store::ReadyCheck::kPort ? "port" : "start_secs";
   o["stop_signal"] = spec.stopSignal;

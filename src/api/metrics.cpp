@@ -57,6 +57,15 @@ std::string renderMetrics(const std::vector<supervisor::InstanceStatus>& instanc
       out += fmt::format("hostvisor_instance_cpu_seconds_total{{instance=\"{}\",account=\"{}\"}} {:.3f}\n",
                          escapeLabel(i.spec.name), escapeLabel(i.spec.account), *i.cpuSeconds);
   }
+  out += "# HELP hostvisor_instance_blocked_total Network attempts the policy refused, by kind.\n"
+         "# TYPE hostvisor_instance_blocked_total counter\n";
+  for (const auto& i : instances) {
+    const std::pair<const char*, uint64_t> kinds[] = {{"bind", i.blocked.bind}, {"connect", i.blocked.connect},
+                                                      {"sendmsg", i.blocked.sendmsg}, {"ingress", i.blocked.ingress}};
+    for (const auto& [kind, n] : kinds)
+      out += fmt::format("hostvisor_instance_blocked_total{{instance=\"{}\",account=\"{}\",kind=\"{}\"}} {}\n",
+                         escapeLabel(i.spec.name), escapeLabel(i.spec.account), kind, n);
+  }
   out += "# HELP hostvisor_instance_rss_bytes Anonymous memory of the current run (its cgroup).\n"
          "# TYPE hostvisor_instance_rss_bytes gauge\n";
   for (const auto& i : instances) {

@@ -22,6 +22,7 @@
 #include "daemon/routes.h"
 #include "proxy/proxy.h"
 #include "os/cgroup.h"
+#include "os/netpolicy/netpolicy.h"
 #include "os/users.h"
 #include "store/database.h"
 #include "supervisor/supervisor.h"
@@ -83,6 +84,9 @@ std::string cgroupRootName(const std::string& dataDir) {
   return "hostvisor-" + api::hashToken(dataDir).substr(0, 12);
 }
 
+// The BPF pins live in /sys/fs/bpf/hostvisor-<this>.
+std::string pinName(const std::string& dataDir) { return cgroupRootName(dataDir).substr(10); }
+
 std::optional<os::Cgroups> openCgroups(const std::string& dataDir, std::vector<os::MechanismReport>& report) {
   auto cgroups = os::Cgroups::open(cgroupRootName(dataDir));
   if (!cgroups) {
@@ -92,6 +96,22 @@ std::optional<os::Cgroups> openCgroups(const std::string& dataDir, std::vector<o
   report.insert(report.end(), cgroups->mechanisms().begin(), cgroups->mechanisms().end());
   if (cgroups->usable()) cgroups->removeEmptyRuns();
   return std::move(*cgroups);
+}
+
+std::optional<os::netpolicy::NetPolicy> openNetPolicy(const std::optional<os::Cgroups>& cgroups,
+                                                      const std::string& dataDir,
+                                                      std::vector<os::MechanismReport>& report) {
+  if (!cgroups || !cgroups->usable() || cgroups->rootPath().empty()) {
+    report.push_back({"network policy", false, "no cgroup2 tree to attach BPF programs to"});
+    return std::nullopt;
+  }
+  auto policy = os::netpolicy::NetPolicy::open(cgroups->rootPath(), pinName(dataDir));
+  if (!policy) {
+    report.push_back({"network policy", false, policy.error().message});
+    return std::nullopt;
+  }
+  report.insert(report.end(), policy->mechanisms().begin(), policy->mechanisms().end());
+  return std::move(*policy);
 }
 
 // Who the programs run as: each account's own user needs a root daemon.
@@ -170,6 +190,8 @@ Result<int> serve(const Config& config) {
   mechanisms.push_back({"no_new_privs", true, "PR_SET_NO_NEW_PRIVS before exec: setuid helpers gain nothing"});
   std::optional<os::Cgroups> cgroups = openCgroups(dataDir, mechanisms);
   options.cgroups = cgroups ? &*cgroups : nullptr;
+  std::optional<os::netpolicy::NetPolicy> netPolicy = openNetPolicy(cgroups, dataDir, mechanisms);
+  options.netPolicy = netPolicy ? &*netPolicy : nullptr;
   logMechanisms(mechanisms);
   if (config.strict) {
     auto missing = std::find_if(mechanisms.begin(), mechanisms.end(), [](const auto& m) { return !m.enforced; });
@@ -203,7 +225,9 @@ Result<int> serve(const Config& config) {
   ScopeExit releaseCgroups([&] {
     const auto all = supervisor.list();
     const bool anyActive = std::any_of(all.begin(), all.end(), [](const auto& s) { return supervisor::isActive(s.state); });
-    if (cgroups && cgroups->usable() && !anyActive) (void)cgroups->destroy();
+    if (anyActive) return;
+    if (netPolicy) (void)os::netpolicy::NetPolicy::removePins(pinName(dataDir));
+    if (cgroups && cgroups->usable()) (void)cgroups->destroy();
   });
   if (auto s = supervisor.load(); !s) return std::unexpected(s.error());
   publishRoutes();

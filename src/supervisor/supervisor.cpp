@@ -46,6 +46,15 @@ InstanceStatus Supervisor::snapshot(const Instance& inst) const {
   s.lastOutput = inst.lastOutput;
   s.lastExit = inst.lastExit;
   s.reason = inst.reason;
+  s.blocked = inst.blockedBefore;
+  if (inst.netId != 0 && options_.netPolicy) {
+    if (auto now = options_.netPolicy->blocked(inst.netId)) {
+      s.blocked.bind += now->bind;
+      s.blocked.connect += now->connect;
+      s.blocked.sendmsg += now->sendmsg;
+      s.blocked.ingress += now->ingress;
+    }
+  }
   if (inst.cgroup) {
     readStats(inst);
     if (inst.stats.cpuNanos) s.cpuSeconds = static_cast<double>(*inst.stats.cpuNanos) / 1e9;

@@ -20,6 +20,7 @@
 #include "base/clock.h"
 #include "base/result.h"
 #include "os/cgroup.h"
+#include "os/netpolicy/netpolicy.h"
 #include "store/database.h"
 #include "supervisor/instance_state.h"
 #include "supervisor/log_files.h"
@@ -39,6 +40,9 @@ struct SupervisorOptions {
   // One fresh cgroup per run (limits, whole-tree kill, stats); null or not
   // usable() = the host has none: process groups only (reported at start).
   const os::Cgroups* cgroups = nullptr;
+  // Listen only on the assigned port, connect/send only to the account's
+  // egress allowlist (BPF on the run's cgroup); null = not enforced here.
+  os::netpolicy::NetPolicy* netPolicy = nullptr;
   // Non-empty: strict mode found a mechanism missing; every start fails with it.
   std::string refuseStarts;
   // Called (on the control thread) after any instance is created, changed,
@@ -59,6 +63,7 @@ struct InstanceStatus {
   std::string lastOutput;            // last log lines, when exited or fatal
   std::optional<double> cpuSeconds;  // of the current run, from its cgroup
   std::optional<int64_t> rssBytes;   // anonymous memory of the current run
+  os::netpolicy::BlockedCounts blocked;  // attempts the network policy refused, since create
 };
 
 class Supervisor {
@@ -124,6 +129,9 @@ class Supervisor {
   // (and removed): a leftover child can never hold the port on restart.
   void reapCgroup(Instance& inst, std::function<void(Instance&)> then);
   void readStats(const Instance& inst) const;
+  // Network policy of a run: set before its spawn, cleared when it ends.
+  Status policeRun(Instance& inst, const store::AccountRecord& account);
+  void unpoliceRun(Instance& inst);
   void stopInstance(Instance& inst, Done done);
   void beginStop(Instance& inst);
   void signalGroup(Instance& inst, int sig);

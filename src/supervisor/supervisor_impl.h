@@ -38,6 +38,8 @@ struct Supervisor::Instance {
   std::optional<ExitInfo> lastExit;
   std::string lastOutput;  // the log's last lines, kept when it went exited/fatal
   std::optional<os::RunCgroup> cgroup;  // of the current run
+  uint64_t netId = 0;                   // its cgroup id in the network policy, 0 = none
+  os::netpolicy::BlockedCounts blockedBefore;  // of earlier runs
   // Stats read from the cgroup at most once a second (status is from memory).
   mutable Clock::TimePoint statsAt{};
   mutable os::CgroupStats stats;

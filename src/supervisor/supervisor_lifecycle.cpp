@@ -93,6 +93,11 @@ bool Supervisor::adopt(Instance& inst) {
     auto run = os::RunCgroup::adopt(pid, *options_.cgroups);
     if (run) inst.cgroup = std::move(*run);
     else spdlog::warn("instance {}: pid {} is in none of our cgroups: {}", inst.spec.name, pid, run.error().message);
+    auto account = db_.findAccount(inst.spec.account);
+    if (inst.cgroup && account && *account) {
+      if (auto s = policeRun(inst, **account); !s)
+        spdlog::error("instance {}: network policy not restored: {}", inst.spec.name, s.error().message);
+    }
   }
   inst.pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, pidfd->release());
   inst.startedWall = startTicksToWallSeconds(*startTime);
@@ -103,6 +108,39 @@ bool Supervisor::adopt(Instance& inst) {
   logs_.appendEvent(inst.spec.name, fmt::format("re-adopted pid {} after a daemon restart", pid));
   spdlog::info("instance {}: re-adopted pid {}", inst.spec.name, pid);
   return true;
+}
+
+Status Supervisor::policeRun(Instance& inst, const store::AccountRecord& account) {
+  namespace np = os::netpolicy;
+  if (!options_.netPolicy || !options_.netPolicy->enforcing() || !inst.cgroup) return {};
+  auto id = np::cgroupIdOf(inst.cgroup->path());
+  if (!id) return std::unexpected(id.error());
+  np::InstancePolicy policy;
+  policy.listenPort = static_cast<uint16_t>(inst.spec.port);
+  for (const auto& entry : account.egress) {
+    auto allow = np::parseAllowEntry(entry);
+    if (!allow) {
+      // Host names need resolving; until that exists they open nothing.
+      spdlog::warn("account {}: egress entry '{}' not applied: {}", account.name, entry, allow.error().message);
+      continue;
+    }
+    policy.allow.push_back(*allow);
+  }
+  if (auto s = options_.netPolicy->set(*id, policy); !s) return s;
+  inst.netId = *id;
+  return {};
+}
+
+void Supervisor::unpoliceRun(Instance& inst) {
+  if (inst.netId == 0 || !options_.netPolicy) return;
+  if (auto counts = options_.netPolicy->blocked(inst.netId)) {
+    inst.blockedBefore.bind += counts->bind;
+    inst.blockedBefore.connect += counts->connect;
+    inst.blockedBefore.sendmsg += counts->sendmsg;
+    inst.blockedBefore.ingress += counts->ingress;
+  }
+  (void)options_.netPolicy->clear(inst.netId);
+  inst.netId = 0;
 }
 
 Result<InstanceStatus> Supervisor::start(const std::string& name) {
@@ -169,9 +207,18 @@ void Supervisor::spawnNow(Instance& inst) {
     req.cgroupFd = cgroup->v2DirFd();
     req.joinCgroupFds = cgroup->procsFds();
   }
+  inst.cgroup = std::move(cgroup);
+  if (auto s = policeRun(inst, **account); !s) {
+    unpoliceRun(inst);
+    if (inst.cgroup) (void)inst.cgroup->remove();
+    inst.cgroup.reset();
+    return failStart(s.error().context("network policy"));
+  }
   auto child = os::spawn(req);
-  if (!child && cgroup) (void)cgroup->remove();
   if (!child) {
+    unpoliceRun(inst);
+    if (inst.cgroup) (void)inst.cgroup->remove();
+    inst.cgroup.reset();
     Error e = child.error();
     e.message = fmt::format("spawn failed at {}: {}", e.step, e.message);
     if (e.code == Errc::kInvalidArgument) {
@@ -188,7 +235,6 @@ void Supervisor::spawnNow(Instance& inst) {
   inst.run = nextRun_++;
   inst.pid = child->pid;
   inst.ownChild = true;
-  inst.cgroup = std::move(cgroup);
   inst.statsAt = {};
   inst.pidfd = std::make_unique<asio::posix::stream_descriptor>(io_, child->pidfd.release());
   inst.startedAt = clock_.now();
@@ -283,7 +329,10 @@ void Supervisor::reapCgroup(Instance& inst, std::function<void(Instance&)> then)
     Instance* i = find(name);
     if (!i || i->run != run || !i->cgroup) return;
     if (!empty) spdlog::error("instance {}: processes in {} survived SIGKILL for 5 s", name, i->cgroup->path());
-    else if (auto s = i->cgroup->remove(); !s) spdlog::warn("instance {}: {}", name, s.error().message);
+    unpoliceRun(*i);
+    if (empty) {
+      if (auto s = i->cgroup->remove(); !s) spdlog::warn("instance {}: {}", name, s.error().message);
+    }
     i->cgroup.reset();
     then(*i);
   };

@@ -594,6 +594,8 @@ class Daemon:
         root = os.path.basename((self.info or {}).get("cgroup", ""))
         if not root.startswith("hostvisor-"):
             return
+        # The network policy's BPF pins (links and maps) of this daemon.
+        shutil.rmtree("/sys/fs/bpf/" + root, ignore_errors=True)
         dirs = []
         for base, subdirs, _ in os.walk("/sys/fs/cgroup"):
             if root in base.split("/"):

@@ -1,0 +1,41 @@
+// Shared by netpolicy_loader.cpp and netpolicy_probe.cpp; not part of the
+// API. The hooks in the order of mechanisms(), and the start-up probe.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string>
+
+namespace hv::os::netpolicy {
+
+enum Hook : size_t { kBind4, kBind6, kConnect4, kConnect6, kSendmsg4, kSendmsg6, kIngress, kHookCount };
+
+struct HookInfo {
+  const char* row;      // MechanismReport::name
+  const char* section;  // the program's ELF section in netpolicy.bpf.c
+  const char* what;     // what an enforced hook stops
+};
+
+inline constexpr std::array<HookInfo, kHookCount> kHooks{{
+    {"net bind4", "cgroup/bind4", "bind() to an unassigned IPv4 port"},
+    {"net bind6", "cgroup/bind6", "bind() to an unassigned IPv6 port"},
+    {"net connect4", "cgroup/connect4", "IPv4 connect() to an unlisted peer"},
+    {"net connect6", "cgroup/connect6", "IPv6 (and v4-mapped) connect() to an unlisted peer"},
+    {"net sendmsg4", "cgroup/sendmsg4", "IPv4 UDP sends to an unlisted peer"},
+    {"net sendmsg6", "cgroup/sendmsg6", "IPv6 (and v4-mapped) UDP sends to an unlisted peer"},
+    {"net listen gap", "cgroup_skb/ingress", "connections to a listener on an unassigned port (listen() without bind())"},
+}};
+
+class NetPolicy;
+
+struct ProbeOutcome {
+  bool enforced = false;
+  std::string detail;  // what the probe saw
+};
+
+// Runs a child in "<root>/.netpolicy-probe" under a policy that forbids
+// everything, has it try each hook, and reports what held. Bounded (about
+// 1 s at worst); removes the probe cgroup and its policy afterwards.
+std::array<ProbeOutcome, kHookCount> probeHooks(NetPolicy& policy, const std::string& root);
+
+}  // namespace hv::os::netpolicy
