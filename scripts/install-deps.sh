@@ -12,6 +12,7 @@ PACKAGES=(
   libsqlite3-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libseccomp-dev clang libbpf-dev bpftool
   # tests
   libgtest-dev libgmock-dev python3 python3-websockets procps iproute2
+  openssl websocketd node-ws nodejs chromium  # proxy tests (test_proxy_*.py), browser test (tests/e2e)
 )
 
 missing=()

@@ -22,7 +22,9 @@
 #include "daemon/routes.h"
 #include "proxy/proxy.h"
 #include "os/cgroup.h"
+#include "os/mount_ns.h"
 #include "os/netpolicy/netpolicy.h"
+#include "os/seccomp.h"
 #include "os/users.h"
 #include "store/database.h"
 #include "supervisor/supervisor.h"
@@ -114,6 +116,33 @@ std::optional<os::netpolicy::NetPolicy> openNetPolicy(const std::optional<os::Cg
   return std::move(*policy);
 }
 
+// The syscall deny-list, used only if a child under it really is refused.
+std::optional<os::SeccompProgram> buildSeccomp(std::vector<os::MechanismReport>& report) {
+  auto program = os::buildDenyListFilter();
+  if (!program) {
+    report.push_back({"syscall filter", false, program.error().message});
+    return std::nullopt;
+  }
+  os::MechanismReport probe = os::probeSeccomp(*program);
+  report.push_back(probe);
+  if (!probe.enforced) return std::nullopt;
+  return std::move(*program);
+}
+
+// Private mounts per run, used only if a probe child gets them.
+bool probeMounts(const std::vector<std::string>& hidePaths, std::vector<os::MechanismReport>& report) {
+  os::MountOptions view;
+  view.hidePaths = hidePaths;
+  auto plan = os::buildMountPlan(view);
+  if (!plan) {
+    report.push_back({"private mounts", false, plan.error().message});
+    return false;
+  }
+  os::MechanismReport probe = os::probePrivateMounts(*plan);
+  report.push_back(probe);
+  return probe.enforced;
+}
+
 // Who the programs run as: each account's own user needs a root daemon.
 os::MechanismReport runAsAccount(const Config& config) {
   if (::geteuid() != 0) {
@@ -192,6 +221,10 @@ Result<int> serve(const Config& config) {
   options.cgroups = cgroups ? &*cgroups : nullptr;
   std::optional<os::netpolicy::NetPolicy> netPolicy = openNetPolicy(cgroups, dataDir, mechanisms);
   options.netPolicy = netPolicy ? &*netPolicy : nullptr;
+  std::optional<os::SeccompProgram> seccomp = buildSeccomp(mechanisms);
+  options.seccomp = seccomp ? &*seccomp : nullptr;
+  options.hidePaths = {dataDir};
+  options.privateMounts = probeMounts(options.hidePaths, mechanisms);
   logMechanisms(mechanisms);
   if (config.strict) {
     auto missing = std::find_if(mechanisms.begin(), mechanisms.end(), [](const auto& m) { return !m.enforced; });

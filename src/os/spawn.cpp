@@ -13,7 +13,11 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <string_view>
+
+#include "os/mount_ns.h"
+#include "os/seccomp.h"
 
 namespace hv::os {
 namespace {
@@ -39,10 +43,13 @@ static_assert(sizeof(CloneArgs) == 88, "clone_args VER2 is 88 bytes");
 constexpr uint64_t kCloneIntoCgroup = 0x200000000ULL;  // CLONE_INTO_CGROUP, Linux 5.7
 
 // What the child reports through the error pipe before _exit(127).
-enum class Step : int { kCgroup = 1, kSetsid, kDup2, kSetgroups, kSetgid, kSetuid, kSetrlimit, kPrctl, kChdir, kExec };
+enum class Step : int {
+  kCgroup = 1, kSetsid, kDup2, kSetgroups, kSetgid, kSetuid, kSetrlimit, kPrctl, kChdir, kExec, kMount, kSeccomp
+};
 struct ChildFailure {
   int step = 0;
   int err = 0;
+  int index = 0;  // kMount: the plan's failed step (MountPlan::describe)
 };
 
 // Everything the child needs, prepared by the parent: the child only reads it.
@@ -65,13 +72,15 @@ struct ChildPlan {
   bool newSession = false;
   bool noNewPrivs = false;
   rlim_t nofile = 0;  // 0 = inherit
+  const MountPlan* mounts = nullptr;
+  const SeccompProgram* seccomp = nullptr;
 };
 
 // ---- child side: between clone and exec. Only system calls, no allocation,
 // no locks (the parent may be multithreaded; see signal-safety(7)). --------
 
-[[noreturn]] void childFail(int errorFd, Step step, int err) {
-  ChildFailure failure{static_cast<int>(step), err};
+[[noreturn]] void childFail(int errorFd, Step step, int err, int index = 0) {
+  ChildFailure failure{static_cast<int>(step), err, index};
   // A pipe write of <= PIPE_BUF bytes is atomic (pipe(7)).
   ssize_t n = ::write(errorFd, &failure, sizeof failure);
   (void)n;
@@ -148,6 +157,10 @@ void joinCgroups(const ChildPlan& plan) {
 
 [[noreturn]] void runChild(const ChildPlan& plan) {
   joinCgroups(plan);
+  int failedOp = 0, err = 0;  // mounting needs root: before the drop (mount_namespaces(7))
+  if (plan.mounts != nullptr && (err = plan.mounts->apply(&failedOp)) != 0) {
+    childFail(plan.errorFd, Step::kMount, err, failedOp);
+  }
   resetSignals();
   if (plan.newSession && ::setsid() < 0) childFail(plan.errorFd, Step::kSetsid, errno);
   installStdio(plan);
@@ -162,6 +175,8 @@ void joinCgroups(const ChildPlan& plan) {
   // After dropping privileges, so the account's own permissions apply.
   if (plan.cwd != nullptr && ::chdir(plan.cwd) < 0) childFail(plan.errorFd, Step::kChdir, errno);
   markInheritedCloexec();
+  // Last, so the filter binds the program and nothing of the set-up.
+  if (plan.seccomp != nullptr && (err = plan.seccomp->install()) != 0) childFail(plan.errorFd, Step::kSeccomp, err);
   ::execve(plan.path, plan.argv, plan.envp);
   childFail(plan.errorFd, Step::kExec, errno);
 }
@@ -187,6 +202,9 @@ Status validate(const SpawnRequest& req) {
   for (const auto& s : req.argv) nul = nul || hasNul(s);
   for (const auto& s : req.envp) nul = nul || hasNul(s);
   if (nul) return fail(Errc::kInvalidArgument, "spawn " + req.path + ": a string contains a NUL byte");
+  if (req.seccomp != nullptr && !req.noNewPrivs) {
+    return fail(Errc::kInvalidArgument, "spawn " + req.path + ": a seccomp filter needs noNewPrivs");
+  }
   return {};
 }
 
@@ -200,20 +218,14 @@ Status keepAboveStdio(UniqueFd& fd) {
   return {};
 }
 
+// Indexed by Step; 0 is what an unknown report is called.
+constexpr const char* kStepNames[] = {"child",  "cgroup", "setsid", "dup2", "setgroups", "setgid", "setuid",
+                                      "setrlimit", "prctl", "chdir", "exec", "mount", "seccomp"};
+static_assert(std::size(kStepNames) == static_cast<size_t>(Step::kSeccomp) + 1);
+
 std::string_view stepName(Step step) {
-  switch (step) {
-    case Step::kCgroup: return "cgroup";
-    case Step::kSetsid: return "setsid";
-    case Step::kDup2: return "dup2";
-    case Step::kSetgroups: return "setgroups";
-    case Step::kSetgid: return "setgid";
-    case Step::kSetuid: return "setuid";
-    case Step::kSetrlimit: return "setrlimit";
-    case Step::kPrctl: return "prctl";
-    case Step::kChdir: return "chdir";
-    case Step::kExec: return "exec";
-  }
-  return "child";
+  auto index = static_cast<size_t>(step);
+  return kStepNames[index < std::size(kStepNames) ? index : 0];
 }
 
 // "exec /srv/a.sh failed: Permission denied", "setuid 1001 failed: ...".
@@ -226,6 +238,7 @@ Error childError(const SpawnRequest& req, const ChildFailure& failure) {
   if (step == Step::kSetuid && req.uid) subject += " " + std::to_string(*req.uid);
   if (step == Step::kSetgid && req.gid) subject += " " + std::to_string(*req.gid);
   if (step == Step::kSetrlimit) subject += " RLIMIT_NOFILE " + std::to_string(req.rlimitNofile);
+  if (step == Step::kMount && req.mounts != nullptr) subject += " " + req.mounts->describe(failure.index);
   Errc code = Errc::kInternal;
   bool badPath = failure.err == ENOENT || failure.err == EACCES || failure.err == ENOEXEC || failure.err == ENOTDIR;
   if ((step == Step::kExec || step == Step::kChdir) && badPath) code = Errc::kInvalidArgument;
@@ -240,13 +253,18 @@ void reapBlocking(int pidfd) {
   }
 }
 
+ssize_t readRetrying(int fd, void* buf, size_t size) {
+  ssize_t n;
+  do {
+    n = ::read(fd, buf, size);
+  } while (n < 0 && errno == EINTR);
+  return n;
+}
+
 // Reads the child's report: 0 bytes (EOF at exec) means success.
 Status awaitExec(const SpawnRequest& req, int readFd, int pidfd) {
   ChildFailure failure;
-  ssize_t n;
-  do {
-    n = ::read(readFd, &failure, sizeof failure);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = readRetrying(readFd, &failure, sizeof failure);
   if (n == 0) return {};
   int err = errno;
   if (n != static_cast<ssize_t>(sizeof failure)) {
@@ -258,42 +276,33 @@ Status awaitExec(const SpawnRequest& req, int readFd, int pidfd) {
   return std::unexpected(childError(req, failure));
 }
 
-struct Credentials {
-  bool change = false;
-  bool setGid = false;
-  bool setUid = false;
-};
-
-// setgroups runs whenever uid or gid really changes, so a child dropped from
-// root never keeps root's supplementary groups.
-Credentials planCredentials(const SpawnRequest& req) {
-  Credentials c;
-  c.setGid = req.gid && *req.gid != ::getegid();
-  c.setUid = req.uid && *req.uid != ::geteuid();
-  c.change = c.setGid || c.setUid;
-  return c;
-}
-
-Result<pid_t> cloneAndRun(const ChildPlan& plan, int* pidfd, int cgroupFd) {
+// clone3(CLONE_PIDFD | extra); the child runs `child`, which never returns.
+// With every signal blocked, no parent handler can run in the child before it
+// resets them (glibc's posix_spawn does the same).
+template <class ChildFn>
+Result<pid_t> cloneWith(uint64_t extra, int* pidfd, int cgroupFd, const ChildFn& child) {
   CloneArgs args;
-  args.flags = CLONE_PIDFD;  // the pidfd is O_CLOEXEC (clone(2))
+  args.flags = CLONE_PIDFD | extra;  // the pidfd is O_CLOEXEC (clone(2))
   args.pidfd = reinterpret_cast<uint64_t>(pidfd);
   args.exitSignal = SIGCHLD;
   if (cgroupFd >= 0) {
     args.flags |= kCloneIntoCgroup;
     args.cgroup = static_cast<uint64_t>(cgroupFd);
   }
-  // With every signal blocked, no parent handler can run in the child before
-  // resetSignals() (glibc's posix_spawn does the same).
   sigset_t all, old;
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
   long ret = ::syscall(SYS_clone3, &args, sizeof args);
-  if (ret == 0) runChild(plan);
+  if (ret == 0) child();
   int err = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (ret < 0) return failErrno("clone3", err);
   return static_cast<pid_t>(ret);
+}
+
+Result<pid_t> cloneAndRun(const ChildPlan& plan, int* pidfd, int cgroupFd) {
+  uint64_t extra = plan.mounts != nullptr ? CLONE_NEWNS : 0;
+  return cloneWith(extra, pidfd, cgroupFd, [&plan] { runChild(plan); });
 }
 
 // The cgroup.procs files the child writes itself into; owns the one spawn
@@ -325,7 +334,6 @@ Result<pid_t> cloneIntoCgroup(const SpawnRequest& req, ChildPlan& plan, CgroupJo
 
 ChildPlan makePlan(const SpawnRequest& req, std::vector<char*>& argv, std::vector<char*>& envp, int devNull,
                    int errorFd) {
-  Credentials creds = planCredentials(req);
   ChildPlan plan;
   plan.path = req.path.c_str();
   plan.argv = argv.data();
@@ -335,16 +343,20 @@ ChildPlan makePlan(const SpawnRequest& req, std::vector<char*>& argv, std::vecto
   plan.stdio[1] = req.stdoutFd < 0 ? devNull : req.stdoutFd;
   plan.stdio[2] = req.stderrFd < 0 ? devNull : req.stderrFd;
   plan.errorFd = errorFd;
-  plan.changeCreds = creds.change;
-  plan.setGid = creds.setGid;
+  // setgroups runs whenever uid or gid really changes, so a child dropped
+  // from root never keeps root's supplementary groups.
+  plan.setGid = req.gid && *req.gid != ::getegid();
   plan.gid = req.gid.value_or(0);
-  plan.setUid = creds.setUid;
+  plan.setUid = req.uid && *req.uid != ::geteuid();
   plan.uid = req.uid.value_or(0);
+  plan.changeCreds = plan.setGid || plan.setUid;
   plan.groups = req.groups.data();
   plan.groupCount = static_cast<int>(req.groups.size());
   plan.newSession = req.newSession;
   plan.noNewPrivs = req.noNewPrivs;
   plan.nofile = req.rlimitNofile > 0 ? static_cast<rlim_t>(req.rlimitNofile) : 0;
+  plan.mounts = req.mounts;
+  plan.seccomp = req.seccomp;
   return plan;
 }
 
@@ -374,11 +386,36 @@ Result<Child> spawn(const SpawnRequest& req) {
   int rawPidfd = -1;
   CgroupEntry entry = CgroupEntry::kNone;
   Result<pid_t> pid = cloneIntoCgroup(req, plan, join, &rawPidfd, &entry);
+  if (!pid && req.mounts != nullptr && pid.error().sysErrno == EPERM) {
+    pid.error().code = Errc::kUnavailable;
+    pid.error().message = "clone3(CLONE_NEWNS) for private mounts failed: needs CAP_SYS_ADMIN (a root daemon)";
+  }
   if (!pid) return std::unexpected(pid.error());
   UniqueFd pidfd(rawPidfd);
   writeEnd.reset();  // else our own copy would keep the pipe from reaching EOF
   if (auto ok = awaitExec(req, readEnd.get(), pidfd.get()); !ok) return std::unexpected(ok.error());
   return Child{*pid, std::move(pidfd), entry};
+}
+
+Result<std::array<int, 2>> runInChild(ProbeFn fn, const void* arg, bool newMountNs) {
+  int pipeFds[2];
+  if (::pipe2(pipeFds, O_CLOEXEC) < 0) return failErrno("pipe", errno);
+  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  int rawPidfd = -1;
+  auto child = [&] {
+    int report[2] = {0, 0};
+    fn(arg, report);
+    _exit(::write(writeEnd.get(), report, sizeof report) == sizeof report ? 0 : 127);
+  };
+  Result<pid_t> pid = cloneWith(newMountNs ? CLONE_NEWNS : 0, &rawPidfd, -1, child);
+  if (!pid) return std::unexpected(pid.error());
+  UniqueFd pidfd(rawPidfd);
+  writeEnd.reset();
+  std::array<int, 2> report{};
+  ssize_t n = readRetrying(readEnd.get(), report.data(), sizeof report);
+  reapBlocking(pidfd.get());  // fn has returned: the child is exiting
+  if (n != static_cast<ssize_t>(sizeof report)) return fail(Errc::kInternal, "probe child died before reporting");
+  return report;
 }
 
 }  // namespace hv::os

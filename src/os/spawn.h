@@ -4,13 +4,20 @@
 // Uses clone3(CLONE_PIDFD) so the parent tracks the child by pidfd from birth
 // (no pid-reuse race). Everything the child needs (argv, envp, paths) is built
 // before the clone; between clone and exec the child only makes system calls,
-// never allocates or locks, and on failure writes {step, errno} to a CLOEXEC
-// pipe and _exit(127)s. The parent reads that pipe: EOF means exec succeeded.
+// never allocates or locks, and on failure writes {step, errno, index} to a
+// CLOEXEC pipe and _exit(127)s. The parent reads that pipe: EOF means exec
+// succeeded.
 // May be called from any thread; blocks only until the child execs or fails.
+//
+// Sandbox (both optional): with `mounts` the child is cloned into a new mount
+// namespace (CLONE_NEWNS) and applies the plan while still root (mount_ns.h);
+// with `seccomp` it installs the filter as its very last step before execve
+// (seccomp.h).
 #pragma once
 
 #include <sys/types.h>
 
+#include <array>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +26,9 @@
 #include "base/unique_fd.h"
 
 namespace hv::os {
+
+class MountPlan;
+class SeccompProgram;
 
 struct SpawnRequest {
   std::string path;                  // absolute path of the executable
@@ -45,6 +55,12 @@ struct SpawnRequest {
   // itself — first thing, while still root.
   int cgroupFd = -1;                 // -1 = stay in the caller's v2 cgroup
   std::vector<int> joinCgroupFds;
+  // Both must outlive the call. A filter requires noNewPrivs (the kernel
+  // refuses one without it to a process lacking CAP_SYS_ADMIN, seccomp(2)).
+  // Private mounts need a root caller: otherwise clone3 fails with EPERM
+  // (ask probePrivateMounts() first).
+  const SeccompProgram* seccomp = nullptr;  // nullptr = no syscall filter
+  const MountPlan* mounts = nullptr;        // nullptr = the caller's mount namespace
 };
 
 // How the child entered SpawnRequest::cgroupFd.
@@ -60,13 +76,21 @@ struct Child {
   CgroupEntry cgroupEntry = CgroupEntry::kNone;
 };
 
-// On failure, Error.step names the step ("pipe", "clone3", "cgroup", "dup2",
-// "chdir", "setsid", "setgroups", "setgid", "setuid", "prctl", "setrlimit",
-// "exec") and
-// Error.sysErrno its errno; the message reads e.g.
-// "exec /home/a/srv.sh failed: Permission denied". Code kInvalidArgument when
-// exec or chdir fail with ENOENT/EACCES/ENOEXEC/ENOTDIR (a bad path in the
-// request), kInternal otherwise.
+// On failure, Error.step names the step ("pipe", "clone3", "cgroup", "mount",
+// "dup2", "chdir", "setsid", "setgroups", "setgid", "setuid", "prctl",
+// "setrlimit", "seccomp", "exec") and Error.sysErrno its errno; the message
+// reads e.g. "exec /home/a/srv.sh failed: Permission denied" or "mount
+// read-only bind of /usr failed: ...". Code kInvalidArgument when exec or
+// chdir fail with ENOENT/EACCES/ENOEXEC/ENOTDIR (a bad path in the request),
+// kUnavailable when private mounts are refused (clone3 EPERM: not root),
+// kInternal otherwise.
 Result<Child> spawn(const SpawnRequest& request);
+
+// For mechanism probes (seccomp.h, mount_ns.h): runs fn(arg, report) in a
+// clone3 child — in a new mount namespace if newMountNs — and returns the
+// two ints fn left in `report` once the child has exited. fn runs under the
+// child rules above (system calls only, no allocation, no locks).
+using ProbeFn = void (*)(const void* arg, int report[2]);
+Result<std::array<int, 2>> runInChild(ProbeFn fn, const void* arg, bool newMountNs);
 
 }  // namespace hv::os

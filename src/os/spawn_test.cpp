@@ -207,6 +207,13 @@ TEST(Spawn, SetsNoNewPrivs) {
   EXPECT_EQ(outcome->out, "NoNewPrivs:\t1\n");
 }
 
+TEST(Spawn, StaysInTheCallersMountNamespaceWithoutAMountPlan) {
+  std::string own = std::filesystem::read_symlink("/proc/self/ns/mnt").string();
+  auto outcome = runCapturing(shell("readlink /proc/self/ns/mnt"));
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->out, own + "\n");
+}
+
 TEST(Spawn, LowersOpenFileLimit) {
   SpawnRequest req = shell("ulimit -n");
   req.rlimitNofile = 64;

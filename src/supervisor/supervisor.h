@@ -20,7 +20,9 @@
 #include "base/clock.h"
 #include "base/result.h"
 #include "os/cgroup.h"
+#include "os/mount_ns.h"
 #include "os/netpolicy/netpolicy.h"
+#include "os/seccomp.h"
 #include "store/database.h"
 #include "supervisor/instance_state.h"
 #include "supervisor/log_files.h"
@@ -43,6 +45,12 @@ struct SupervisorOptions {
   // Listen only on the assigned port, connect/send only to the account's
   // egress allowlist (BPF on the run's cgroup); null = not enforced here.
   os::netpolicy::NetPolicy* netPolicy = nullptr;
+  // The syscall deny-list every program runs under; null = not enforced here.
+  const os::SeccompProgram* seccomp = nullptr;
+  // A private mount namespace per run (empty /tmp, read-only system dirs,
+  // other homes and `hidePaths` hidden); false = not enforced here.
+  bool privateMounts = false;
+  std::vector<std::string> hidePaths;
   // Non-empty: strict mode found a mechanism missing; every start fails with it.
   std::string refuseStarts;
   // Called (on the control thread) after any instance is created, changed,

@@ -192,6 +192,18 @@ void Supervisor::spawnNow(Instance& inst) {
 
   os::SpawnRequest req = planSpawn(inst.spec, **account, (*account)->uid != daemonUid_);
   req.rlimitNofile = (*account)->maxOpenFiles;
+  req.seccomp = options_.seccomp;
+  std::optional<os::MountPlan> mounts;
+  if (options_.privateMounts) {
+    os::MountOptions view;
+    view.home = (*account)->home;
+    view.hideOtherHomes = true;
+    view.hidePaths = options_.hidePaths;
+    auto plan = os::buildMountPlan(view);
+    if (!plan) return failStart(plan.error().context("plan its private mounts"));
+    mounts = std::move(*plan);
+    req.mounts = &*mounts;
+  }
   req.stdoutFd = logFd->get();
   req.stderrFd = logFd->get();
   std::optional<os::RunCgroup> cgroup;

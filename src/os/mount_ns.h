@@ -1,0 +1,89 @@
+// MountPlan: the file-system view of an account's program, applied in its own
+// mount namespace (mount_namespaces(7)).
+//
+// The daemon builds a plan with buildMountPlan() — every path resolved, every
+// string made — and passes it as SpawnRequest::mounts; spawn() then clones the
+// child with CLONE_NEWNS and the child calls apply() after joining its
+// cgroups and before dropping root, since mounting needs CAP_SYS_ADMIN. The
+// host network and pid namespaces are kept (a PID-1 program would ignore
+// SIGTERM). apply() makes every mount private first (MS_REC|MS_PRIVATE), so
+// nothing propagates back to the host, and the namespace and its tmpfs
+// instances vanish with the run's last process. Order:
+//   1. clone the account's home (open_tree) while it is still reachable;
+//   2. recursive read-only, nosuid, nodev binds of the system directories
+//      (mount_setattr(2) with AT_RECURSIVE, so submounts such as a
+//      container's /etc/hosts are covered; before Linux 5.12 only the top
+//      mount is remounted read-only);
+//   3. fresh tmpfs (mode 1777, nosuid, nodev) on /tmp, /var/tmp, /dev/shm;
+//   4. with hideOtherHomes a tmpfs on the homes root, the account's own home
+//      placed back at its path (move_mount(2)), still writable (without it,
+//      a home below a read-only directory is read-only);
+//   5. an empty read-only tmpfs over each hidden path (the daemon's data dir);
+//   6. chdir("/"), so the daemon's working directory is not carried in.
+// A path that is missing or a symbolic link when the plan is built is skipped
+// (it hides nothing / is covered by its target); one that vanishes before
+// spawn makes apply() fail, and spawn reports step "mount" naming it.
+// Build a plan right before the spawn it is for. Not thread-safe to build;
+// read-only once built.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "os/cgroup.h"  // MechanismReport
+
+namespace hv::os {
+
+// /usr /bin /sbin /lib /lib64 /etc /boot /opt
+std::vector<std::string> defaultReadOnlyDirs();
+
+struct MountOptions {
+  bool privateTmp = true;           // tmpfs on /tmp, /var/tmp, /dev/shm
+  uint64_t tmpSizeBytes = 0;        // size= of each; 0 = tmpfs's default (half of RAM);
+                                    // pages are charged to the writer's memory cgroup
+  std::vector<std::string> readOnly = defaultReadOnlyDirs();
+  bool hideOtherHomes = false;      // tmpfs on homesRoot, only `home` put back
+  std::string homesRoot = "/home";
+  std::string home;                 // the account's home: stays visible and writable
+  std::vector<std::string> hidePaths;  // directories, e.g. the daemon's data dir
+};
+
+class MountPlan {
+ public:
+  // Child side (between clone and exec, in the new mount namespace): system
+  // calls only, no allocation. Returns 0, or the errno with *failedOp set to
+  // the index of the step that failed (size() for the final chdir).
+  int apply(int* failedOp) const noexcept;
+
+  size_t size() const { return ops_.size(); }
+  // Step `op` for an error message: "read-only bind of /usr", "tmpfs on /tmp".
+  std::string describe(int op) const;
+  // The whole plan in one line, for the mechanism table.
+  std::string summary() const;
+
+ private:
+  friend class MountPlanBuilder;
+  enum class Kind { kMakePrivate, kCloneTree, kReadOnly, kTmpfs, kHomesRoot, kMkdir, kPlaceTree, kHide };
+  struct Op {
+    Kind kind;
+    std::string path;
+    std::string data;         // tmpfs options
+    unsigned long flags = 0;  // MS_* for tmpfs
+  };
+  static int applyOp(const Op& op, int& tree) noexcept;
+
+  std::vector<Op> ops_;
+};
+
+// kInvalidArgument for a relative path, a NUL byte, a hidden path that is not
+// a directory, or (with hideOtherHomes) a home that is not a directory.
+Result<MountPlan> buildMountPlan(const MountOptions& options);
+
+// Really tries: a child in a new mount namespace applies `plan`. Degraded
+// when the kernel refuses the namespace (EPERM: the daemon lacks
+// CAP_SYS_ADMIN, i.e. is not root) or a step fails (named).
+MechanismReport probePrivateMounts(const MountPlan& plan);
+
+}  // namespace hv::os
