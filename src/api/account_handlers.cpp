@@ -6,6 +6,7 @@
 
 #include "api/api_call.h"
 #include "base/strings.h"
+#include "os/netpolicy/netpolicy.h"
 #include "os/users.h"
 
 #include <cstring>
@@ -43,17 +44,13 @@ Status validateAccountName(std::string_view name) {
   return {};
 }
 
-// "HOST-or-CIDR:PORT", IPv6 in brackets: "10.0.0.0/8:5432", "[::1]/128:0", "db.example.com:5432".
+// "CIDR:PORT" or "[IPV6-CIDR]:PORT" (PORT 0 = any), checked by the same parser
+// the network policy applies, so what is stored is what is enforced.
 Status validateEgress(std::string_view entry) {
-  const size_t colon = entry.rfind(':');
-  long long port = 0;
-  if (colon == std::string_view::npos || colon == 0 || !parseInt(entry.substr(colon + 1), 0, 65535, &port))
-    return invalid(fmt::format("egress entry '{}' is not HOST-or-CIDR:PORT (PORT 0 = any), e.g. 127.0.0.1/32:5432", entry));
-  std::string_view host = entry.substr(0, colon);
-  for (char c : host) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && !std::strchr(".-:/[]", c))
-      return invalid(fmt::format("egress entry '{}' has an invalid character '{}'", entry, c));
-  }
+  if (auto parsed = os::netpolicy::parseAllowEntry(entry); !parsed)
+    return invalid(fmt::format("egress entry '{}': {} (write ADDRESS[/LEN]:PORT, IPv6 in brackets: "
+                               "10.0.0.0/8:5432, [::1]:8080; host names are not resolved yet)",
+                               entry, parsed.error().message));
   return {};
 }
 

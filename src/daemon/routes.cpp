@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "proxy/route_table.h"
 
 namespace hv::daemon {
@@ -22,6 +24,7 @@ proxy::Upstream::Health healthOf(supervisor::State state) {
 std::vector<proxy::Route> routesFor(const std::vector<supervisor::InstanceStatus>& instances,
                                     std::chrono::milliseconds hold) {
   std::vector<proxy::Route> routes;
+  std::vector<std::string> seen;
   for (const auto& s : instances) {
     if (s.spec.route.empty()) continue;
     auto spec = proxy::parseRouteSpec(s.spec.route);
@@ -29,6 +32,14 @@ std::vector<proxy::Route> routesFor(const std::vector<supervisor::InstanceStatus
       spdlog::warn("instance {}: route '{}' skipped: {}", s.spec.name, s.spec.route, spec.error().message);
       continue;
     }
+    // Validation keeps routes unique; should two still collide, the proxy
+    // would refuse the whole table, so the later one is dropped instead.
+    const std::string key = spec->first + spec->second;
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+      spdlog::warn("instance {}: route '{}' skipped: another instance has it", s.spec.name, s.spec.route);
+      continue;
+    }
+    seen.push_back(key);
     proxy::Route r;
     r.name = s.spec.name;
     r.host = spec->first;

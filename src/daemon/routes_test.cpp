@@ -36,5 +36,15 @@ TEST(Routes, EachRoutedInstanceBecomesOneRouteWithItsHealth) {
   EXPECT_EQ(routes[2].upstreams.at(0).health, proxy::Upstream::Health::kDown);
 }
 
+TEST(Routes, ADuplicateRouteIsDroppedSoTheOthersStillApply) {
+  using supervisor::State;
+  auto routes = routesFor({instance("a", "/x/", State::kRunning, 1), instance("b", "/x/", State::kRunning, 2),
+                           instance("c", "/y/", State::kRunning, 3)},
+                          std::chrono::milliseconds(0));
+  ASSERT_EQ(routes.size(), 2u);
+  EXPECT_EQ(routes[0].name, "a");
+  EXPECT_EQ(routes[1].name, "c");
+}
+
 }  // namespace
 }  // namespace hv::daemon

@@ -26,12 +26,13 @@ using testing::waitExit;
 
 constexpr uid_t kNobody = 65534;
 
-// A unique directory (mode 0755) in the working directory — the build tree,
-// not /tmp, which the plan replaces — removed with its contents at scope exit.
+// A unique directory (mode 0755) under /var/lib — not /tmp, /var/tmp or
+// /dev/shm, which the plan replaces, and not the build tree, which may itself
+// live under /tmp (a CI clone) — removed with its contents at scope exit.
 class ScratchDir {
  public:
   ScratchDir() {
-    std::string tmpl = fs::current_path().string() + "/hv_mountns_test.XXXXXX";
+    std::string tmpl = "/var/lib/hv_mountns_test.XXXXXX";
     if (::mkdtemp(tmpl.data()) != nullptr && ::chmod(tmpl.c_str(), 0755) == 0) path_ = tmpl;
   }
   ~ScratchDir() {

@@ -90,6 +90,24 @@ std::vector<const store::InstanceRecord*> Supervisor::siblingsOf(const std::stri
   return out;
 }
 
+// One route, one instance; and no account may take a route that overlaps
+// another account's (the same path, one below the other, or one host
+// shadowing another): the proxy would send that account's traffic to it.
+Status Supervisor::checkRouteFree(const store::InstanceRecord& spec) const {
+  if (spec.route.empty()) return {};
+  for (const auto& [name, inst] : instances_) {
+    if (name == spec.name || inst->spec.route.empty()) continue;
+    const bool same = inst->spec.route == spec.route;
+    const bool foreign = inst->spec.account != spec.account;
+    if (!same && !(foreign && routesOverlap(inst->spec.route, spec.route))) continue;
+    return fail(Errc::kConflict,
+                foreign ? fmt::format("route '{}' overlaps route '{}' of another account", spec.route,
+                                      inst->spec.route)
+                        : fmt::format("route '{}' is already used by instance '{}'", spec.route, name));
+  }
+  return {};
+}
+
 size_t Supervisor::countOf(const std::string& account) const {
   return static_cast<size_t>(std::count_if(instances_.begin(), instances_.end(),
                                            [&](const auto& kv) { return kv.second->spec.account == account; }));
@@ -184,6 +202,7 @@ Result<InstanceStatus> Supervisor::create(store::InstanceRecord spec, bool start
   if (auto s = validateSpec(spec, **account); !s) return std::unexpected(s.error());
   if (auto s = checkQuota(**account, spec, siblingsOf(spec.account, spec.name)); !s)
     return std::unexpected(s.error());
+  if (auto s = checkRouteFree(spec); !s) return std::unexpected(s.error());
 
   auto port = ports_.allocate();
   if (!port) return std::unexpected(port.error());
@@ -229,6 +248,7 @@ Result<InstanceStatus> Supervisor::update(
   if (auto s = validateSpec(next, **account); !s) return std::unexpected(s.error());
   if (auto s = checkQuota(**account, next, siblingsOf(next.account, next.name)); !s)
     return std::unexpected(s.error());
+  if (auto s = checkRouteFree(next); !s) return std::unexpected(s.error());
   if (auto s = persist(next); !s) return std::unexpected(s.error());
   inst->spec = std::move(next);
   notifyChanged();

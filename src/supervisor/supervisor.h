@@ -121,6 +121,7 @@ class Supervisor {
   InstanceStatus snapshot(const Instance& inst) const;
   Status persist(const store::InstanceRecord& spec);
   void notifyChanged() const;
+  Status checkRouteFree(const store::InstanceRecord& spec) const;
   void setState(Instance& inst, State state, std::string reason);
   void notifyWaiters(Instance& inst);
   void addWaiter(Instance& inst, bool untilStopped, Millis timeout, Done done);

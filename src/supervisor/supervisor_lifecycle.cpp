@@ -199,6 +199,14 @@ void Supervisor::spawnNow(Instance& inst) {
     view.home = (*account)->home;
     view.hideOtherHomes = true;
     view.hidePaths = options_.hidePaths;
+    // Other accounts' homes, wherever they are (not only under /home).
+    if (auto all = db_.listAccounts()) {
+      for (const auto& other : *all) {
+        const std::string& h = other.home;
+        const bool ownOrAbove = h == view.home || view.home.starts_with(h + "/") || h == "/";
+        if (!ownOrAbove && !h.empty()) view.hidePaths.push_back(h);
+      }
+    }
     auto plan = os::buildMountPlan(view);
     if (!plan) return failStart(plan.error().context("plan its private mounts"));
     mounts = std::move(*plan);

@@ -18,21 +18,23 @@ bool isDigit(char c) { return c >= '0' && c <= '9'; }
 
 Status invalid(std::string message) { return fail(Errc::kInvalidArgument, std::move(message)); }
 
+// What the front proxy can serve: a lowercase host name, optionally "*."
+// for its subdomains, without a port (the proxy has one listening port).
 Status validateHost(std::string_view host) {
   if (host.size() > 253) return invalid("route host is longer than 253 characters");
-  size_t colon = host.find(':');
-  std::string_view name = host.substr(0, colon);
+  if (host.find(':') != std::string_view::npos)
+    return invalid(fmt::format("route host '{}' has a port: write the host alone; the proxy serves it on "
+                               "its own port", host));
+  std::string_view name = host.starts_with("*.") ? host.substr(2) : host;
   if (name.empty()) return invalid(fmt::format("route '{}' has an empty host", host));
   for (char c : name) {
-    if (!isLowerAlnum(c) && c != '-' && c != '.' && c != '*' && !(c >= 'A' && c <= 'Z'))
-      return invalid(fmt::format("route host '{}' has an invalid character '{}'", name, c));
+    if (c >= 'A' && c <= 'Z')
+      return invalid(fmt::format("route host '{}' must be lowercase", host));
+    if (!isLowerAlnum(c) && c != '-' && c != '.')
+      return invalid(fmt::format("route host '{}' has an invalid character '{}'", host, c));
   }
-  if (colon != std::string_view::npos) {
-    std::string_view port = host.substr(colon + 1);
-    if (port.empty() || port.size() > 5 ||
-        !std::all_of(port.begin(), port.end(), isDigit) || std::stoi(std::string(port)) > 65535)
-      return invalid(fmt::format("route host '{}' has an invalid port", host));
-  }
+  if (name.front() == '.' || name.back() == '.' || name.find("..") != std::string_view::npos)
+    return invalid(fmt::format("route host '{}' has an empty label", host));
   return {};
 }
 
@@ -119,6 +121,31 @@ Status validateRoute(std::string_view route) {
     if (auto s = validateHost(route.substr(0, slash)); !s) return s;
   }
   return validatePath(route.substr(slash), route);
+}
+
+namespace {
+
+bool hostsMeet(std::string_view a, std::string_view b) {
+  if (a.empty() || b.empty() || a == b) return true;
+  auto covers = [](std::string_view wild, std::string_view host) {
+    return wild.starts_with("*.") && (host.ends_with(wild.substr(1)) || host == wild.substr(2));
+  };
+  return covers(a, b) || covers(b, a);
+}
+
+std::string withSlash(std::string_view path) {
+  std::string p(path);
+  if (p.empty() || p.back() != '/') p += '/';
+  return p;
+}
+
+}  // namespace
+
+bool routesOverlap(std::string_view a, std::string_view b) {
+  const size_t sa = a.find('/'), sb = b.find('/');
+  if (!hostsMeet(a.substr(0, sa), b.substr(0, sb))) return false;
+  const std::string pa = withSlash(a.substr(sa)), pb = withSlash(b.substr(sb));
+  return pa.starts_with(pb) || pb.starts_with(pa);
 }
 
 std::string_view restartModeName(store::RestartMode mode) {

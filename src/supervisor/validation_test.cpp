@@ -28,10 +28,25 @@ TEST(Validation, EnvNamesAndReservedPort) {
 }
 
 TEST(Validation, Routes) {
-  for (const char* ok : {"", "/", "/ws/", "chat.example.com/ws/", "localhost:8080/x", "*.example.com/"})
+  for (const char* ok : {"", "/", "/ws/", "chat.example.com/ws/", "localhost/x", "*.example.com/"})
     EXPECT_TRUE(validateRoute(ok)) << ok;
-  for (const char* bad : {"ws", "chat.example.com", "/a b", "/a/../b", "bad_host!/x", "/x?y", "h:99999/"})
+  for (const char* bad : {"ws", "chat.example.com", "/a b", "/a/../b", "bad_host!/x", "/x?y", "h:99999/",
+                          "chat.example.com:8080/ws/", "Chat.Example.com/ws/", "a..b/x", "*./x"})
     EXPECT_FALSE(validateRoute(bad)) << bad;
+}
+
+TEST(Validation, RoutesOverlap) {
+  struct Row { const char* a; const char* b; bool overlap; } rows[] = {
+      {"/vic/", "/vic/", true},
+      {"/vic/", "/vic/admin/", true},
+      {"/vic/", "localhost/vic/", true},
+      {"vic.example.com/vic/", "*.example.com/", true},
+      {"/vic/", "/vicious/", false},
+      {"a.example.com/x/", "b.example.com/x/", false},
+      {"/vic", "/vic/x", true},
+      {"/", "/anything/", true},
+  };
+  for (const Row& r : rows) EXPECT_EQ(routesOverlap(r.a, r.b), r.overlap) << r.a << " ~ " << r.b;
 }
 
 class CommandValidation : public ::testing::Test {

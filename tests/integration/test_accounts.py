@@ -118,6 +118,12 @@ class AccountsTest(DaemonTestCase):
         self.assertEqual(status, 404, body)
         status, body = self.d.api("POST", "/api/v1/accounts", {"name": "ann", "user": self.ann_user})
         self.assertEqual(status, 409, body)
+        # Egress entries are checked by the parser the network policy applies.
+        for entry in ("db.example.com:5432", "[::1]/128:80", "10.0.0.0/33:1"):
+            cp = self.d.cli("account", "set", "bob", "--egress", entry, check=False)
+            self.assertNotEqual(cp.returncode, 0, entry)
+            self.assertIn("egress entry '%s'" % entry, cp.stderr)
+        self.d.cli("account", "set", "bob", "--egress", "127.0.0.1/32:5432", "--egress", "[::1]:5432")
         # bob may have one instance.
         prog = self.program_in(self.bob)
         first = self.cli_as_token(self.bob_token, "create", "bob-1", "--command", prog)
