@@ -75,11 +75,14 @@ def all_pids():
 
 
 def touches(pid, needle):
-    """Whether a process belongs to a run: its exe, cwd or an argument is under the
-    run's dir (nginx workers show no path in their arguments, but their cwd is there)."""
-    if needle in link(f"/proc/{pid}/exe") or needle in link(f"/proc/{pid}/cwd"):
-        return True
-    return any(needle in a for a in cmdline(pid) or [])
+    """Whether a process belongs to a run: its exe, cwd or an argument is in the run's
+    dir `needle` (ending in "/"). nginx workers show no path in their arguments, but their
+    cwd is the dir itself, hence the "/" added to links."""
+    for what in ("exe", "cwd"):
+        target = link(f"/proc/{pid}/{what}").removesuffix(" (deleted)")
+        if target and needle in target + "/":
+            return True
+    return any(needle in a + "/" for a in cmdline(pid) or [])
 
 
 def sweep(needle, what="leftover"):
@@ -525,7 +528,8 @@ class Runner:
     def echo(self, port, tls, pids):
         def fn():
             r = self.loadgen_run("echo", port, tls, pids, ["--conns", self.a.conns, "--seconds", self.a.seconds,
-                                                            "--warmup", self.a.warmup, "--size", self.a.size])
+                                                            "--warmup", self.a.warmup, "--size", self.a.size,
+                                                            "--rate", self.a.rate])
             r["other_cores"] = self.other_load(r, r["seconds"])
             p = r["cpu"].get("proxy")
             if p:
@@ -790,6 +794,15 @@ def build_report(res, meta, args):
                 parts.append(f"{s} " + ", ".join(fmt_num(v) for v in vals))
         if parts:
             spread.append(f"{label}: " + "; ".join(parts))
+    paired = []
+    for test, key, label in (("echo_ws", "proxy_us_per_msg", "ws CPU/msg"), ("echo_wss", "proxy_us_per_msg", "wss CPU/msg"),
+                             ("wrk", "rps", "wrk req/s")):
+        v = [r[test]["hostvisor"][key] / r[test]["nginx"][key] for r in R
+             if "hostvisor" in r.get(test, {}) and "nginx" in r.get(test, {}) and r[test]["nginx"].get(key)]
+        if v:
+            paired.append(f"{label} " + ", ".join(f"{x:.2f}" for x in v))
+    if paired:
+        spread.append("hostvisor ÷ nginx per round: " + "; ".join(paired))
     others = [r[t][s]["other_cores"] for r in R for t in r for s in r[t]]
     busy = []
     for s in ("hostvisor", "nginx"):
@@ -880,11 +893,13 @@ def main():
     ap.add_argument("--bin", default=os.path.join(REPO, "build", "hostvisor"), help="hostvisor binary")
     ap.add_argument("--tools", default=os.path.join(REPO, "build", "bench-proxy"),
                     help="dir with loadgen, echo_backend, loops_shim.so (run.sh builds them)")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of the throughput/latency/wrk tests")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the throughput/latency/wrk tests")
     ap.add_argument("--seconds", type=float, default=10, help="length of each throughput run")
     ap.add_argument("--warmup", type=float, default=2, help="warm-up before each throughput window")
     ap.add_argument("--conns", type=int, default=64, help="connections for ws echo and wrk")
     ap.add_argument("--size", type=int, default=64, help="WebSocket message size, bytes")
+    ap.add_argument("--rate", type=float, default=0,
+                    help="ws/wss echo: offered messages/s over all connections (0 = closed loop, as fast as it goes)")
     ap.add_argument("--rtt-count", type=int, default=10000, help="round trips at 1 connection")
     ap.add_argument("--idle-conns", type=int, default=8000, help="idle tunnels for the RSS figures")
     ap.add_argument("--settle", type=float, default=3, help="seconds before reading RSS")
@@ -998,7 +1013,9 @@ def main():
         for rnd in range(args.rounds):
             log(f"round {rnd + 1}/{args.rounds}")
             rr = {"echo_ws": {}, "echo_wss": {}, "rtt_ws": {}, "rtt_wss": {}, "rtt_split": {}, "wrk": {}}
-            rot = order[rnd % 3:] + order[:rnd % 3]   # who goes first changes every round
+            # Each metric's sides run back to back (seconds apart, so slow drift of the
+            # machine hits them alike); who goes first rotates every round.
+            rot = order[rnd % 3:] + order[:rnd % 3]
             for s in rot:
                 port, tls_port, pids = sides[s]
                 if "echo_ws" not in skip:
@@ -1006,20 +1023,28 @@ def main():
                     log(f"  ws echo   {s:9}: {e['msgs_per_s']:9,.0f} msg/s"
                         + (f", proxy {e['proxy_us_per_msg']:.2f} µs/msg ({e['proxy_core_busy']:.0%} of its CPU)"
                            if "proxy_us_per_msg" in e else "") + f", outside load {e['other_cores']:.2f}")
+            for s in rot:
+                port, tls_port, pids = sides[s]
                 if tls_port and "echo_wss" not in skip:
                     e = rr["echo_wss"][s] = run.echo(tls_port, True, pids())
                     log(f"  wss echo  {s:9}: {e['msgs_per_s']:9,.0f} msg/s, proxy {e['proxy_us_per_msg']:.2f} µs/msg "
                         f"({e['cipher']}), outside load {e['other_cores']:.2f}")
                     ciphers[s] = e["cipher"]
+            for s in rot:
+                port, tls_port, pids = sides[s]
                 if "rtt_ws" not in skip:
                     e = rr["rtt_ws"][s] = run.rtt(port, False, pids())
                     log(f"  ws rtt    {s:9}: p50 {e['p50_us']:.1f} µs, p99 {e['p99_us']:.1f} µs")
                 if tls_port and "rtt_wss" not in skip:
                     e = rr["rtt_wss"][s] = run.rtt(tls_port, True, pids())
                     log(f"  wss rtt   {s:9}: p50 {e['p50_us']:.1f} µs, p99 {e['p99_us']:.1f} µs")
+            for s in rot:
+                port, tls_port, pids = sides[s]
                 if "rtt_split" not in skip and proxy_cpus:
                     e = rr["rtt_split"][s] = run.rtt(port, False, pids(), same_cpu=False)
                     log(f"  ws rtt, proxy on its own CPU {s:9}: p50 {e['p50_us']:.1f} µs, p99 {e['p99_us']:.1f} µs")
+            for s in rot:
+                port, tls_port, pids = sides[s]
                 if "wrk" not in skip:
                     e = rr["wrk"][s] = run.wrk(port, pids())
                     log(f"  wrk       {s:9}: {e['rps']:9,.0f} req/s"
@@ -1086,7 +1111,8 @@ def main():
             "setup": (f"hostvisor: {loops_text}, pinned to CPU {sorted(proxy_cpus)}; {ng.version if ng else 'nginx'} with "
                       f"`worker_processes 1` on the same CPU; backend (echo_backend, a hostvisor instance with route "
                       f"`/`), loadgen and wrk on CPU {sorted(load_cpus)}. ws/wss echo: {args.conns} connections, "
-                      f"{args.size} B binary frames, one in flight per connection, {args.seconds:g} s after "
+                      f"{args.size} B binary frames, one in flight per connection"
+                      f"{f', {args.rate:,.0f} msg/s offered' if args.rate else ''}, {args.seconds:g} s after "
                       f"{args.warmup:g} s warm-up; CPU = schedstat run time of the proxy's processes over the "
                       f"window ÷ messages. Round trips: {args.rtt_count:,} at 1 connection, client, proxy and backend on CPU "
                       f"{sorted(load_cpus)} (the proxy is moved there for the run; one row leaves it on its own CPU). Idle: {args.idle_conns:,} "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proxy benchmark: hostvisor's front proxy against nginx and a direct connection,
 # side by side, in one run (issue 4). Results: stdout + bench/proxy/results-DATE.md.
-#   bench/proxy/run.sh                 # builds build/hostvisor first, ~6 min on an idle machine
+#   bench/proxy/run.sh                 # builds build/hostvisor first, ~13 min on an idle machine
 #   bench/proxy/run.sh --quick         # smoke run (1 round, 3 s, 1,000 idle tunnels)
 #   bench/proxy/run.sh --update-docs   # also put the table in docs/benchmarks.md (Proxy section)
 #   bench/proxy/run.sh --bin PATH      # an already built binary (skips make build)
