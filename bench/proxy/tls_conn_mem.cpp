@@ -3,8 +3,8 @@
 // (docs/benchmarks.md, Proxy, "Where the proxy's time goes", item 4.)
 //
 //   g++ -std=c++20 -O2 -o tls_conn_mem bench/proxy/tls_conn_mem.cpp -lssl -lcrypto
-//   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-//       -subj /CN=bench.test -keyout key.pem -out cert.pem
+//   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1
+//       -subj /CN=bench.test -keyout key.pem -out cert.pem          (one line)
 //   ./tls_conn_mem cert.pem key.pem [VARIANT...]
 // VARIANT: base, notickets (SSL_CTX_set_num_tickets 0), noticketop (SSL_OP_NO_TICKET),
 // freebuf (SSL_free_buffers), tls12, aes128, chacha; joined with '+' to combine.
