@@ -165,12 +165,6 @@ Result<store::RestartMode> parseRestartMode(std::string_view mode) {
               fmt::format("restart policy '{}' is not one of always, on-failure, never", mode));
 }
 
-Status validateRestartMode(std::string_view mode) {
-  auto r = parseRestartMode(mode);
-  if (!r) return std::unexpected(r.error());
-  return {};
-}
-
 Status validateCommandPlace(const std::string& path, const store::AccountRecord& account) {
   if (path.empty()) return invalid("command is empty");
   if (path[0] != '/')

@@ -13,7 +13,6 @@ namespace hv::supervisor {
 Status validateName(std::string_view name);          // [a-z0-9][a-z0-9_-]{0,62}
 Status validateEnvName(std::string_view name);       // [A-Za-z_][A-Za-z0-9_]*, not PORT
 Status validateRoute(std::string_view route);        // "", "/PATH" or "HOST/PATH"
-Status validateRestartMode(std::string_view mode);
 // Whether requests for one route could reach the other: the hosts can meet
 // (equal, either is any-host, or a "*." wildcard covers the other) and one
 // path prefix contains the other. REQUIRES: both pass validateRoute.
