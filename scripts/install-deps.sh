@@ -9,7 +9,7 @@ PACKAGES=(
   g++ cmake make pkg-config git
   # libraries (see ../shared/ARCHITECTURE.md)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  libsqlite3-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libseccomp-dev clang libbpf-dev bpftool
+  libsqlite3-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libseccomp-dev clang libbpf-dev bpftool libnftables-dev nftables
   # tests
   libgtest-dev libgmock-dev python3 python3-websockets procps iproute2
   openssl websocketd node-ws nodejs chromium  # proxy tests (test_proxy_*.py), browser test (tests/e2e)

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <cctype>
 #include <charconv>
 #include <cstring>
 
@@ -23,11 +24,13 @@ bool isV4Mapped(const Cidr& c) {
   return c.v6 && c.prefixLen >= 96 && std::memcmp(c.addr.data(), kV4MappedPrefix.data(), 12) == 0;
 }
 
-// The IPv4 prefix a v4-mapped IPv6 prefix stands for.
-Cidr asV4(const Cidr& mapped) {
+}  // namespace
+
+Cidr unmapped(const Cidr& c) {
+  if (!isV4Mapped(c)) return c;
   Cidr v4;
-  std::memcpy(v4.addr.data(), mapped.addr.data() + 12, 4);
-  v4.prefixLen = static_cast<uint8_t>(mapped.prefixLen - 96);
+  std::memcpy(v4.addr.data(), c.addr.data() + 12, 4);
+  v4.prefixLen = static_cast<uint8_t>(c.prefixLen - 96);
   return v4;
 }
 
@@ -37,7 +40,58 @@ bool isLoopbackOnly(const Cidr& c) {
   return c.prefixLen == 128 && c.addr == kLoopback6;
 }
 
-}  // namespace
+bool validHostName(std::string_view host) {
+  if (host.ends_with('.')) host.remove_suffix(1);
+  if (host.empty() || host.size() > 253) return false;
+  size_t start = 0;
+  bool lastAllDigits = false;
+  while (start <= host.size()) {
+    size_t dot = host.find('.', start);
+    if (dot == std::string_view::npos) dot = host.size();
+    std::string_view label = host.substr(start, dot - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+    lastAllDigits = true;
+    for (char ch : label) {
+      const bool digit = ch >= '0' && ch <= '9';
+      const bool letter = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+      if (!digit && !letter && ch != '-') return false;
+      if (!digit) lastAllDigits = false;
+    }
+    start = dot + 1;
+  }
+  return !lastAllDigits;
+}
+
+Result<EgressEntry> parseEgressEntry(std::string_view text) {
+  Result<AllowEntry> entry = parseAllowEntry(text);
+  if (entry) return EgressEntry{*entry};
+  const size_t colon = text.rfind(':');
+  // Anything with brackets, more than one colon, a slash or a leading digit
+  // and only digits and dots is meant as an address: keep its error.
+  if (text.starts_with('[') || colon == std::string_view::npos || text.find(':') != colon) {
+    return std::unexpected(entry.error());
+  }
+  std::string_view host = text.substr(0, colon);
+  if (host.find('/') != std::string_view::npos ||
+      host.find_first_not_of("0123456789.") == std::string_view::npos) {
+    return std::unexpected(entry.error());
+  }
+  if (!validHostName(host)) {
+    return fail(Errc::kInvalidArgument,
+                "\"" + std::string(host) + "\" is neither an IP address nor a valid host name (letters, digits, "
+                "'-' and dots; labels of 1-63 characters, 253 in all)");
+  }
+  HostPort hp;
+  std::string_view port = text.substr(colon + 1);
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), hp.port);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size()) {
+    return fail(Errc::kInvalidArgument, "bad port in \"" + std::string(text) + "\"");
+  }
+  hp.host.assign(host);
+  if (hp.host.ends_with('.')) hp.host.pop_back();
+  for (char& ch : hp.host) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return EgressEntry{hp};
+}
 
 Result<Cidr> Cidr::parse(std::string_view text) {
   const size_t slash = text.find('/');
@@ -97,7 +151,7 @@ Result<AllowEntry> parseAllowEntry(std::string_view text) {
 }
 
 struct hv_allow_key allowKey(uint64_t cgroupId, const AllowEntry& entry) {
-  const Cidr c = isV4Mapped(entry.prefix) ? asV4(entry.prefix) : entry.prefix;
+  const Cidr c = unmapped(entry.prefix);
   struct hv_allow_key key {};
   key.prefixlen = HV_ALLOW_FIXED_BITS + c.prefixLen;
   key.protocol = entry.protocol;

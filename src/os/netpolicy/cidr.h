@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "base/result.h"
@@ -48,6 +49,33 @@ struct AllowEntry {
 // "127.0.0.1:5432"); any protocol. Host names are the daemon's to resolve:
 // they fail here with kInvalidArgument.
 Result<AllowEntry> parseAllowEntry(std::string_view text);
+
+// An egress entry naming a host: "db.example.com:5432". Resolved by the
+// daemon (src/supervisor/egress.h); each address becomes an AllowEntry.
+struct HostPort {
+  std::string host;  // lower case, no trailing dot
+  uint16_t port = 0;
+  bool operator==(const HostPort&) const = default;
+};
+
+// A host name as DNS and /etc/hosts know it (RFC 1123): labels of 1-63
+// letters, digits and '-' (not first or last), joined by dots, 253 at most,
+// an optional trailing dot; the last label not all digits (so "10.0.0.300"
+// is a bad address, not a name).
+bool validHostName(std::string_view host);
+
+// What an account's egress entry may be: parseAllowEntry's forms, or
+// "HOST:PORT" with validHostName(HOST). kInvalidArgument otherwise, saying
+// why.
+using EgressEntry = std::variant<AllowEntry, HostPort>;
+Result<EgressEntry> parseEgressEntry(std::string_view text);
+
+// A v4-mapped IPv6 prefix (::ffff:a.b.c.d/96+n) as the IPv4 prefix it
+// stands for; any other prefix unchanged.
+Cidr unmapped(const Cidr& c);
+// Wholly inside loopback (127.0.0.0/8 or ::1): only such entries open the
+// host's own services (see the address rules above). Expects unmapped().
+bool isLoopbackOnly(const Cidr& c);
 
 // The trie key (netpolicy_abi.h) that makes `entry` allow traffic for the
 // run cgroup `cgroupId`.

@@ -44,32 +44,19 @@
 #include "base/result.h"
 #include "os/cgroup.h"
 #include "os/netpolicy/cidr.h"
+#include "os/netpolicy/enforcer.h"
 
 struct bpf_link;
 struct netpolicy_bpf;
 
 namespace hv::os::netpolicy {
 
-struct InstancePolicy {
-  uint16_t listenPort = 0;  // the only port bind() may name; 0 = none
-  std::vector<AllowEntry> allow;
-};
-
-struct BlockedCounts {
-  uint64_t bind = 0;     // bind() to a port not assigned
-  uint64_t connect = 0;  // connect() (and TCP Fast Open) to a peer not listed
-  uint64_t sendmsg = 0;  // UDP sends to a peer not listed
-  uint64_t ingress = 0;  // packets dropped: unassigned listener, unlisted UDP peer
-  uint64_t total() const { return bind + connect + sendmsg + ingress; }
-  bool operator==(const BlockedCounts&) const = default;
-};
-
 // The id the kernel gives a cgroup-v2 directory (bpf_get_current_cgroup_id()
 // in the programs): its kernfs node id, via name_to_handle_at(2), with
 // stat(2) st_ino as the fallback (equal on 64-bit kernels).
 Result<uint64_t> cgroupIdOf(const std::string& v2Path);
 
-class NetPolicy {
+class NetPolicy final : public Enforcer {
  public:
   // Loads the programs, reuses or pins maps and links under
   // /sys/fs/bpf/hostvisor-<name>/, attaches the programs to `cgroupV2Root`
@@ -82,15 +69,17 @@ class NetPolicy {
 
   NetPolicy(NetPolicy&&) noexcept;
   NetPolicy& operator=(NetPolicy&&) noexcept;
-  ~NetPolicy();  // closes fds only: the pinned links keep enforcing
+  ~NetPolicy() override;  // closes fds only: the pinned links keep enforcing
+
+  const char* kind() const override { return "bpf"; }
 
   // One row per hook ("net bind4", ...) plus "net pinning", for the
   // start-up table and `hostvisor doctor`.
-  const std::vector<MechanismReport>& mechanisms() const { return mechanisms_; }
+  const std::vector<MechanismReport>& mechanisms() const override { return mechanisms_; }
   // True when the maps exist (set() can work), even if some hook is degraded.
-  bool usable() const { return skel_ != nullptr; }
+  bool usable() const override { return skel_ != nullptr; }
   // True when every hook is enforced.
-  bool enforcing() const;
+  bool enforcing() const override;
 
   // Installs or replaces the policy of a run cgroup. Call after createRun()
   // and before spawning into it. Keeps the run's blocked counters.
@@ -98,16 +87,17 @@ class NetPolicy {
   // kUnavailable when !usable(). After any error the policy may be partly
   // written: clear() it and do not start the run.
   Status set(uint64_t cgroupId, const InstancePolicy& policy);
+  Status set(const RunTarget& run, const InstancePolicy& policy) override { return set(run.cgroupId, policy); }
   // Removes the policy, allowlist and counters of a run cgroup (its
   // processes become unrestricted: call once the run is over).
-  Status clear(uint64_t cgroupId);
+  Status clear(uint64_t cgroupId) override;
   // clear() for every policed cgroup not in `keep` (after a restart: runs
   // that ended while the daemon was down).
-  Status retainOnly(std::span<const uint64_t> keep);
+  Status retainOnly(std::span<const uint64_t> keep) override;
   // The cgroup ids that have a policy.
   Result<std::vector<uint64_t>> policed() const;
   // Blocked attempts since set() first ran for this cgroup; zeros if none.
-  Result<BlockedCounts> blocked(uint64_t cgroupId) const;
+  Result<BlockedCounts> blocked(uint64_t cgroupId) const override;
 
   const std::string& pinDir() const { return pinDir_; }
 

@@ -4,7 +4,11 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <string>
+
+#include "base/result.h"
 
 namespace hv::os::netpolicy {
 
@@ -27,11 +31,39 @@ inline constexpr std::array<HookInfo, kHookCount> kHooks{{
 }};
 
 class NetPolicy;
+class Enforcer;
 
 struct ProbeOutcome {
   bool enforced = false;
   std::string detail;  // what the probe saw
 };
+
+
+// What the probe child tries, each on loopback port 9 ("discard").
+enum Attempt { kTryBind4, kTryBind6, kTryConnect4, kTryConnect6, kTryConnectMapped,
+               kTrySend4, kTrySend6, kTrySendMapped, kTryListen, kAttempts };
+
+inline constexpr int kNoFamily = -1;  // the address family is not available
+
+struct ProbeReport {
+  int enterErrno = 0;
+  int result[kAttempts] = {};  // 0 = it worked, else errno (or kNoFamily)
+  uint16_t listenPort = 0;     // of its listen() without bind()
+};
+
+// Starts a child (clone3, only system calls afterwards) that joins the
+// cgroup of `procsFd` (if >= 0), becomes `uid` (if >= 0), tries every
+// Attempt (connects bounded at 1 s each) and listens without bind; calls
+// `judge` with its report while the child still holds that listener.
+Status runProbe(int procsFd, int64_t uid, const std::function<void(const ProbeReport&)>& judge);
+
+// Connects to 127.0.0.1:`port` (the probe child's autobound listener) from
+// here: enforced when `policy` counts an ingress drop for `key` and the
+// connection does not complete. Bounded: 1 s.
+ProbeOutcome judgeIngress(const Enforcer& policy, uint64_t key, uint16_t port);
+
+// rmdir with a bounded retry while the reaped child leaves.
+void removeProbeDir(const std::string& path);
 
 // Runs a child in "<root>/.netpolicy-probe" under a policy that forbids
 // everything, has it try each hook, and reports what held. Bounded (about

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <functional>
 
 #include "base/scope_exit.h"
 #include "base/unique_fd.h"
@@ -28,17 +29,9 @@ namespace {
 
 constexpr uint16_t kAssignedPort = 1;  // the probe policy's listen port
 constexpr uint16_t kTargetPort = 9;    // where the child connects and sends
-constexpr int kNoFamily = -1;          // the address family is not available
 constexpr uint64_t kClonePidfd = 0x1000;  // CLONE_PIDFD
 
-enum Attempt { kTryBind4, kTryBind6, kTryConnect4, kTryConnect6, kTryConnectMapped,
-               kTrySend4, kTrySend6, kTrySendMapped, kTryListen, kAttempts };
-
-struct Report {
-  int enterErrno = 0;
-  int result[kAttempts] = {};  // 0 = it worked, else errno (or kNoFamily)
-  uint16_t listenPort = 0;
-};
+using Report = ProbeReport;
 
 struct Addresses {
   sockaddr_in any4{}, lo4{};
@@ -69,26 +62,36 @@ int tryOp(int family, int type, const Addr& addr, int op) {
   int s = openSocket(family, type);
   if (s < 0) return errno == 0 ? kNoFamily : errno;
   const auto* sa = reinterpret_cast<const sockaddr*>(&addr);
+  if (op == 1) {
+    // Blocking, bounded: a refusal by reset (nftables) arrives after connect()
+    // would have returned EINPROGRESS; a drop shows as EINPROGRESS after 1 s.
+    struct timeval limit {1, 0};
+    ::setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  }
   int rc = op == 0   ? ::bind(s, sa, sizeof addr)
            : op == 1 ? ::connect(s, sa, sizeof addr)
                      : static_cast<int>(::sendto(s, "x", 1, 0, sa, sizeof addr));
-  int err = rc < 0 && errno != EINPROGRESS ? errno : 0;
+  int err = rc < 0 ? errno : 0;
   ::close(s);
   return err;
 }
 
 // `closeFds`: the parent's ends of the pipes, which the child must not hold.
-[[noreturn]] void runProbeChild(const Addresses& a, int procsFd, int reportFd, int holdFd, const int (&closeFds)[2]) {
+[[noreturn]] void runProbeChild(const Addresses& a, int procsFd, int64_t uid, int reportFd, int holdFd,
+                               const int (&closeFds)[2]) {
   for (int fd : closeFds) ::close(fd);
   Report r;
-  if (::write(procsFd, "0", 1) != 1) {
+  if (procsFd >= 0 && ::write(procsFd, "0", 1) != 1) {
+    r.enterErrno = errno;
+  } else if (uid >= 0 && (::syscall(SYS_setgroups, 0, nullptr) != 0 || ::syscall(SYS_setresgid, uid, uid, uid) != 0 ||
+                          ::syscall(SYS_setresuid, uid, uid, uid) != 0)) {
     r.enterErrno = errno;
   } else {
     r.result[kTryBind4] = tryOp(AF_INET, SOCK_STREAM, a.any4, 0);
     r.result[kTryBind6] = tryOp(AF_INET6, SOCK_STREAM, a.any6, 0);
-    r.result[kTryConnect4] = tryOp(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, a.lo4, 1);
-    r.result[kTryConnect6] = tryOp(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, a.lo6, 1);
-    r.result[kTryConnectMapped] = tryOp(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, a.mapped6, 1);
+    r.result[kTryConnect4] = tryOp(AF_INET, SOCK_STREAM, a.lo4, 1);
+    r.result[kTryConnect6] = tryOp(AF_INET6, SOCK_STREAM, a.lo6, 1);
+    r.result[kTryConnectMapped] = tryOp(AF_INET6, SOCK_STREAM, a.mapped6, 1);
     r.result[kTrySend4] = tryOp(AF_INET, SOCK_DGRAM, a.lo4, 2);
     r.result[kTrySend6] = tryOp(AF_INET6, SOCK_DGRAM, a.lo6, 2);
     r.result[kTrySendMapped] = tryOp(AF_INET6, SOCK_DGRAM, a.mapped6, 2);
@@ -125,7 +128,9 @@ ProbeOutcome judge(std::initializer_list<int> results, const char* blocked) {
 
 // Connects from here (no policy) to the child's autobound listener: the
 // ingress program must drop the SYN and count it. Bounded: 1 s.
-ProbeOutcome judgeIngress(const NetPolicy& policy, uint64_t id, uint16_t port) {
+}  // namespace
+
+ProbeOutcome judgeIngress(const Enforcer& policy, uint64_t id, uint16_t port) {
   UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   sockaddr_in to{};
   to.sin_family = AF_INET;
@@ -140,6 +145,10 @@ ProbeOutcome judgeIngress(const NetPolicy& policy, uint64_t id, uint16_t port) {
     if (counts && counts->ingress > 0) return {true, "probe: a SYN to a listener on an unassigned port is dropped"};
     struct pollfd pfd {s.get(), POLLOUT, 0};
     if (::poll(&pfd, 1, 10) == 1) {
+      // A reset (nftables' reject) is counted before it reaches us.
+      if (Result<BlockedCounts> now = policy.blocked(id); now && now->ingress > 0) {
+        return {true, "probe: a SYN to a listener on an unassigned port is refused"};
+      }
       int err = 0;
       socklen_t len = sizeof err;
       ::getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &err, &len);
@@ -150,6 +159,8 @@ ProbeOutcome judgeIngress(const NetPolicy& policy, uint64_t id, uint16_t port) {
   return {false, "probe: no drop was counted within 1 s"};
 }
 
+namespace {
+
 void removeProbeCgroup(const std::string& path) {
   // A reaped child may take a moment to leave; bounded retry on EBUSY.
   for (int i = 0; i < 100 && ::rmdir(path.c_str()) != 0 && errno == EBUSY; ++i) {
@@ -159,6 +170,44 @@ void removeProbeCgroup(const std::string& path) {
 }
 
 }  // namespace
+
+Status runProbe(int procsFd, int64_t uid, const std::function<void(const ProbeReport&)>& judge) {
+  int reportPipe[2], holdPipe[2];
+  if (::pipe2(reportPipe, O_CLOEXEC) != 0) return failErrno("pipe", errno);
+  UniqueFd reportRead(reportPipe[0]), reportWrite(reportPipe[1]);
+  if (::pipe2(holdPipe, O_CLOEXEC) != 0) return failErrno("pipe", errno);
+  UniqueFd holdRead(holdPipe[0]), holdWrite(holdPipe[1]);
+  const Addresses addrs = addresses();
+
+  int pidfd = -1;
+  uint64_t args[11] = {};  // struct clone_args, clone3(2): flags, pidfd, ..., exit_signal
+  args[0] = kClonePidfd;
+  args[1] = reinterpret_cast<uint64_t>(&pidfd);
+  args[4] = SIGCHLD;
+  long pid = ::syscall(SYS_clone3, args, sizeof args);
+  if (pid < 0) return failErrno("clone3", errno);
+  if (pid == 0) runProbeChild(addrs, procsFd, uid, reportWrite.get(), holdRead.get(), {reportRead.get(), holdWrite.get()});
+  UniqueFd child(pidfd);
+  reportWrite.reset();
+  holdRead.reset();
+  ScopeExit reap([&] {
+    holdWrite.reset();  // the child's read returns: it exits
+    struct pollfd pfd {child.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, 2000) != 1) (void)sendSignal(child.get(), SIGKILL);
+    siginfo_t info{};
+    ::waitid(P_PIDFD, static_cast<id_t>(child.get()), &info, WEXITED);
+  });
+
+  Report r;
+  struct pollfd pfd {reportRead.get(), POLLIN, 0};
+  // Six connects of at most 1 s each if something drops instead of refusing.
+  if (::poll(&pfd, 1, 8000) != 1 || ::read(reportRead.get(), &r, sizeof r) != static_cast<ssize_t>(sizeof r)) {
+    return fail(Errc::kInternal, "the probe child did not report within 8 s");
+  }
+  if (r.enterErrno != 0) return failErrno(procsFd >= 0 ? "joining the probe cgroup" : "becoming the probe user", r.enterErrno);
+  judge(r);
+  return {};
+}
 
 std::array<ProbeOutcome, kHookCount> probeHooks(NetPolicy& policy, const std::string& root) {
   std::array<ProbeOutcome, kHookCount> out;
@@ -177,51 +226,24 @@ std::array<ProbeOutcome, kHookCount> probeHooks(NetPolicy& policy, const std::st
   ScopeExit clearPolicy([&] { (void)policy.clear(*id); });
   Result<UniqueFd> procs = dir->openFile("cgroup.procs", O_WRONLY);
   if (!procs) return failAll(procs.error().message);
-  int reportPipe[2], holdPipe[2];
-  if (::pipe2(reportPipe, O_CLOEXEC) != 0) return failAll("pipe: " + errnoName(errno));
-  UniqueFd reportRead(reportPipe[0]), reportWrite(reportPipe[1]);
-  if (::pipe2(holdPipe, O_CLOEXEC) != 0) return failAll("pipe: " + errnoName(errno));
-  UniqueFd holdRead(holdPipe[0]), holdWrite(holdPipe[1]);
-  const Addresses addrs = addresses();
-
-  int pidfd = -1;
-  uint64_t args[11] = {};  // struct clone_args, clone3(2): flags, pidfd, ..., exit_signal
-  args[0] = kClonePidfd;
-  args[1] = reinterpret_cast<uint64_t>(&pidfd);
-  args[4] = SIGCHLD;
-  long pid = ::syscall(SYS_clone3, args, sizeof args);
-  if (pid < 0) return failAll("clone3: " + errnoName(errno));
-  if (pid == 0) runProbeChild(addrs, procs->get(), reportWrite.get(), holdRead.get(), {reportRead.get(), holdWrite.get()});
-  UniqueFd child(pidfd);
-  reportWrite.reset();
-  holdRead.reset();
-  ScopeExit reap([&] {
-    holdWrite.reset();  // the child's read returns: it exits
-    struct pollfd pfd {child.get(), POLLIN, 0};
-    if (::poll(&pfd, 1, 2000) != 1) (void)sendSignal(child.get(), SIGKILL);
-    siginfo_t info{};
-    ::waitid(P_PIDFD, static_cast<id_t>(child.get()), &info, WEXITED);
+  Status ran = runProbe(procs->get(), -1, [&](const ProbeReport& r) {
+    out[kBind4] = judge({r.result[kTryBind4]}, "bind() to an unassigned port");
+    out[kBind6] = judge({r.result[kTryBind6]}, "bind() to an unassigned port");
+    out[kConnect4] = judge({r.result[kTryConnect4]}, "connect() to unlisted 127.0.0.1");
+    out[kConnect6] = judge({r.result[kTryConnect6], r.result[kTryConnectMapped]},
+                           "connect() to unlisted ::1 and ::ffff:127.0.0.1");
+    out[kSendmsg4] = judge({r.result[kTrySend4]}, "sendto() unlisted 127.0.0.1");
+    out[kSendmsg6] = judge({r.result[kTrySend6], r.result[kTrySendMapped]}, "sendto() unlisted ::1 and ::ffff:127.0.0.1");
+    if (r.listenPort == 0) {
+      out[kIngress] = {false, "probe: listen() without bind() failed: " + errnoName(r.result[kTryListen])};
+    } else {
+      out[kIngress] = judgeIngress(policy, *id, r.listenPort);
+    }
   });
-
-  Report r;
-  struct pollfd pfd {reportRead.get(), POLLIN, 0};
-  if (::poll(&pfd, 1, 2000) != 1 || ::read(reportRead.get(), &r, sizeof r) != static_cast<ssize_t>(sizeof r)) {
-    return failAll("the probe child did not report within 2 s");
-  }
-  if (r.enterErrno != 0) return failAll("joining " + path + ": " + errnoName(r.enterErrno));
-  out[kBind4] = judge({r.result[kTryBind4]}, "bind() to an unassigned port");
-  out[kBind6] = judge({r.result[kTryBind6]}, "bind() to an unassigned port");
-  out[kConnect4] = judge({r.result[kTryConnect4]}, "connect() to unlisted 127.0.0.1");
-  out[kConnect6] = judge({r.result[kTryConnect6], r.result[kTryConnectMapped]},
-                         "connect() to unlisted ::1 and ::ffff:127.0.0.1");
-  out[kSendmsg4] = judge({r.result[kTrySend4]}, "sendto() unlisted 127.0.0.1");
-  out[kSendmsg6] = judge({r.result[kTrySend6], r.result[kTrySendMapped]}, "sendto() unlisted ::1 and ::ffff:127.0.0.1");
-  if (r.listenPort == 0) {
-    out[kIngress] = {false, "probe: listen() without bind() failed: " + errnoName(r.result[kTryListen])};
-  } else {
-    out[kIngress] = judgeIngress(policy, *id, r.listenPort);
-  }
+  if (!ran) return failAll(ran.error().message);
   return out;
 }
+
+void removeProbeDir(const std::string& path) { removeProbeCgroup(path); }
 
 }  // namespace hv::os::netpolicy
