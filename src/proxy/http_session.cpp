@@ -287,7 +287,7 @@ void HttpSession::onDeadline(uint64_t generation, error_code ec) {
 
 std::string HttpSession::displayName() const {
   if (!route_ || route_->route.name.empty()) return "the backend";
-  return "instance " + route_->route.name;
+  return (route_->route.origin == Route::Origin::kStatic ? "upstream " : "instance ") + route_->route.name;
 }
 
 void HttpSession::countStatus(unsigned code) {

@@ -44,8 +44,10 @@ bool accessAllowed(const std::vector<CidrRule>& rules, const std::array<uint8_t,
 
 struct Route {
   enum class Balance { kRoundRobin, kLeastConn };
+  enum class Origin { kInstance, kStatic };  // what `name` names, in error pages and logs
 
-  std::string name;             // instance name, for error pages and logs
+  std::string name;             // instance (or static upstream) name, for error pages and logs
+  Origin origin = Origin::kInstance;
   std::string host;             // "" = any host; "chat.example.com"; "*.example.com"
   std::string pathPrefix = "/";  // starts with '/'; see RouteTable for matching rules
   bool stripPrefix = false;     // "/ws/" + "/ws/chat?x" → upstream sees "/chat?x"

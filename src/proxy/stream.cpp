@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstring>
 
 namespace hv::proxy {
 
@@ -93,6 +94,34 @@ IoResult Stream::tryWrite(const char* data, size_t size) {
     if (!ssl_ && done < size) return {done, IoStatus::kWantWrite, {}};
   }
   return {done, IoStatus::kDone, {}};
+}
+
+IoResult Stream::tryWriteGather(const iovec* iov, size_t count) {
+  if (ssl_) {
+    if (count == 1 || iov[0].iov_len >= kTlsRecord / 2)
+      return tryWrite(static_cast<const char*>(iov[0].iov_base), iov[0].iov_len);
+    // One thread-local chunk per loop thread: it holds bytes only for the
+    // duration of this call (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER lets a retry
+    // after WANT_WRITE come from a fresh copy of the same bytes).
+    thread_local char chunk[kTlsRecord];
+    size_t used = 0;
+    for (size_t i = 0; i < count && used < kTlsRecord; ++i) {
+      const size_t n = std::min(iov[i].iov_len, kTlsRecord - used);
+      std::memcpy(chunk + used, iov[i].iov_base, n);
+      used += n;
+    }
+    return tryWrite(chunk, used);
+  }
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = count;
+  for (;;) {
+    const ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) return {static_cast<size_t>(n), IoStatus::kDone, {}};
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return {0, IoStatus::kWantWrite, {}};
+    return {0, IoStatus::kError, error_code(errno, boost::system::system_category())};
+  }
 }
 
 IoResult Stream::tryHandshake() {

@@ -34,6 +34,11 @@ Tunnel::Tunnel(Worker& worker, Stream client, Stream upstream, ClientSlot slot, 
   sides_[kToUpstream].to = &upstream_;
   sides_[kToClient].from = &upstream_;
   sides_[kToClient].to = &client_;
+  const size_t plain = !client_.tls() + !upstream_.tls();
+  if (plain > 0) landing_.reset(new char[plain * kLanding]);
+  char* next = landing_.get();
+  for (Side& side : sides_)
+    if (!side.from->tls()) side.landing = std::exchange(next, next + kLanding);
   worker_.track(*this);
   bump(worker_.stats().tunnelsOpen);
   bump(worker_.stats().tunnelsTotal);
@@ -51,34 +56,72 @@ auto Tunnel::guarded(F f) {
   };
 }
 
-void Tunnel::pump(Direction d) {
+void Tunnel::pump(Direction d) { sides_[d].from->tls() ? drain(d) : readNext(d); }
+
+// Asio's receive is speculative: it reads at once unless the reactor knows the
+// socket is empty (the last read was short and no edge came since), and then
+// just queues, the registration untouched; the first completion after an
+// edge runs right after its recv, so the landing buffer is per direction.
+void Tunnel::readNext(Direction d) {
+  sides_[d].from->socket().async_receive(
+      asio::buffer(sides_[d].landing, kLanding),
+      guarded([this, d](error_code ec, size_t n) { onLanded(d, ec, n); }));
+}
+
+void Tunnel::onLanded(Direction d, error_code ec, size_t n) {
+  if (ec == asio::error::eof) return onEof(d);
+  if (ec) return close();
+  if (!forward(d, sides_[d].landing, n)) return;
+  if (n == kLanding) return drain(d);  // a full buffer: more may be there
+  readNext(d);
+}
+
+// Reads into the scratch buffer and forwards, until a short read says the
+// source is empty (then back to the reactor) or kReadsPerTurn (then yield).
+void Tunnel::drain(Direction d) {
   Side& side = sides_[d];
   char* buffer = worker_.scratch();
   for (int turn = 0; turn < kReadsPerTurn; ++turn) {
     const IoResult r = side.from->tryRead(buffer, Worker::kScratchSize);
     if (r.status == IoStatus::kEof) return onEof(d);
     if (r.status == IoStatus::kError) return close();
-    if (r.status != IoStatus::kDone) return waitReadable(d, r.status);
-    lastActivity_ = std::chrono::steady_clock::now();
-    bump(d == kToUpstream ? worker_.stats().tunnelBytesIn : worker_.stats().tunnelBytesOut, r.bytes);
-    const IoResult w = side.to->tryWrite(buffer, r.bytes);
-    if (w.status == IoStatus::kError) return close();
-    if (w.bytes < r.bytes) {
-      side.pending.assign(buffer + w.bytes, r.bytes - w.bytes);
-      side.sent = 0;
-      return side.to->asyncWait(w.status, guarded([this, d](error_code ec) { ec ? close() : flush(d); }));
-    }
+    if (r.status != IoStatus::kDone) return side.from->tls() ? waitReadable(d, r.status) : readNext(d);
+    if (!forward(d, buffer, r.bytes)) return;
+    // Short: the socket is (very likely) empty. A plain one goes back to the
+    // speculative receive; a TLS one waits for readability (the wait re-arms
+    // the registration, so bytes that came meanwhile still wake it), unless a
+    // full record says more may follow.
+    if (!side.from->tls() && r.bytes < Worker::kScratchSize) return readNext(d);
+    if (side.from->tls() && r.bytes < Stream::kTlsRecord) return waitReadable(d, IoStatus::kWantRead);
   }
-  asio::post(worker_.io(), guarded([this, d] { pump(d); }));
+  asio::post(worker_.io(), guarded([this, d] { drain(d); }));
+}
+
+// Sends `n` bytes on; false when they did not all go (the rest is pending and
+// flush() continues the direction) or the tunnel closed.
+bool Tunnel::forward(Direction d, const char* data, size_t n) {
+  Side& side = sides_[d];
+  lastActivity_ = std::chrono::steady_clock::now();
+  bump(d == kToUpstream ? worker_.stats().tunnelBytesIn : worker_.stats().tunnelBytesOut, n);
+  const IoResult w = side.to->tryWrite(data, n);
+  if (w.status == IoStatus::kError) {
+    close();
+    return false;
+  }
+  if (w.bytes == n) return true;
+  side.pending.assign(data + w.bytes, n - w.bytes);
+  side.sent = 0;
+  side.to->asyncWait(w.status, guarded([this, d](error_code ec) { ec ? close() : flush(d); }));
+  return false;
 }
 
 void Tunnel::waitReadable(Direction d, IoStatus want) {
   Side& side = sides_[d];
   if (want == IoStatus::kWantRead && side.from->hasBuffered()) {
-    asio::post(worker_.io(), guarded([this, d] { pump(d); }));
+    asio::post(worker_.io(), guarded([this, d] { drain(d); }));
     return;
   }
-  side.from->asyncWait(want, guarded([this, d](error_code ec) { ec ? close() : pump(d); }));
+  side.from->asyncWait(want, guarded([this, d](error_code ec) { ec ? close() : drain(d); }));
 }
 
 void Tunnel::flush(Direction d) {

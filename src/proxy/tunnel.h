@@ -1,10 +1,18 @@
 // Tunnel: after a WebSocket 101, copies raw bytes both ways between the
 // client and the upstream — no frame parsing — until both sides are done.
 //
-// Hot path: an idle tunnel holds no buffer. Each direction waits for its
-// source to become readable (socket.async_wait), reads into the worker's
-// scratch buffer and writes straight on; only bytes the destination cannot
-// take yet are copied into a per-direction buffer, freed once written.
+// Hot path: no epoll_ctl per message. A plain source is read by Asio's own
+// speculative receive into a small per-direction landing buffer (kLanding
+// bytes): it reads, and once a read says EAGAIN it queues in the reactor's
+// edge-triggered registration as it stands (async_wait would re-arm it with
+// EPOLL_CTL_MOD each time). So a message costs its recv, the send, and the
+// recv that finds the socket empty (Asio counts only a 0-byte read as
+// "drained"; a short read is not proof: a FIN may be queued behind the data
+// with its wake-up already spent). A full landing buffer means more may
+// follow: the rest is read into the worker's scratch buffer. A TLS source is
+// read with SSL_read until a short record, then waits for readability.
+// Bytes the destination cannot take yet are copied into a per-direction
+// buffer, freed once written; an idle tunnel holds no other buffer.
 // No shared_ptr per message: the tunnel owns itself and deletes itself when
 // closed and its last pending wait has returned.
 //
@@ -17,6 +25,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "proxy/client_limiter.h"
@@ -47,13 +56,21 @@ class Tunnel final : public Closable {
     std::string pending;  // bytes `to` has not taken yet; empty (no memory) while idle
     size_t sent = 0;
     bool eof = false;
+    char* landing = nullptr;  // plain sources: where the reactor's receive lands
   };
+  // Big enough for the small messages chat-like tunnels carry (a larger one
+  // costs one more recv), small enough not to matter in an idle tunnel.
+  static constexpr size_t kLanding = 512;
 
   Tunnel(Worker& worker, Stream client, Stream upstream, ClientSlot slot, Upstreams::Lease lease,
          TunnelSettings settings);
   ~Tunnel();
 
   void pump(Direction d);
+  void readNext(Direction d);
+  void onLanded(Direction d, error_code ec, size_t n);
+  void drain(Direction d);
+  bool forward(Direction d, const char* data, size_t n);
   void waitReadable(Direction d, IoStatus want);
   void flush(Direction d);
   void onEof(Direction d);
@@ -70,6 +87,7 @@ class Tunnel final : public Closable {
   Upstreams::Lease lease_;
   TunnelSettings settings_;
   Side sides_[2];
+  std::unique_ptr<char[]> landing_;  // kLanding bytes per plain source
   asio::steady_timer timer_;
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point lastActivity_;

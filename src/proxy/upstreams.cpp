@@ -7,7 +7,9 @@
 
 namespace hv::proxy {
 
-Upstreams::Lease::Lease(State* state) : state_(state) { ++state_->active; }
+Upstreams::Lease::Lease(State* state) : state_(state) {
+  state_->peak = std::max(state_->peak, ++state_->active);
+}
 
 Upstreams::Lease& Upstreams::Lease::operator=(Lease&& other) noexcept {
   if (this != &other) {
@@ -86,7 +88,7 @@ std::unique_ptr<UpstreamConn> Upstreams::takeIdle(const tcp::endpoint& ep, TimeP
 
 void Upstreams::putIdle(std::unique_ptr<UpstreamConn> conn, TimePoint now) {
   State& s = state(conn->endpoint);
-  if (s.idle.size() >= limits_.idleUpstreamsPerHost) return;
+  if (s.idle.size() >= std::max<size_t>(limits_.idleUpstreamsPerHost, s.peak)) return;
   conn->idleSince = now;
   conn->buffer.clear();
   conn->buffer.shrink_to_fit();
@@ -94,8 +96,10 @@ void Upstreams::putIdle(std::unique_ptr<UpstreamConn> conn, TimePoint now) {
 }
 
 void Upstreams::sweep(TimePoint now) {
-  for (auto& [_, s] : states_)
+  for (auto& [_, s] : states_) {
     std::erase_if(s.idle, [&](const auto& c) { return now - c->idleSince >= limits_.upstreamIdleTimeout; });
+    s.peak = s.active;
+  }
 }
 
 void Upstreams::closeAll() {

@@ -78,7 +78,10 @@ class Upstreams {
 
   // An idle pooled connection still open (checked without blocking), or nullptr.
   std::unique_ptr<UpstreamConn> takeIdle(const tcp::endpoint& ep, TimePoint now);
-  // Pools a connection whose last response was complete; drops it if the pool is full.
+  // Pools a connection whose last response was complete; drops it if the pool
+  // is full: more than idleUpstreamsPerHost and more than were recently in
+  // use at once (a burst of N requests would otherwise open connections that
+  // the pool closes right after, and again at the next burst).
   void putIdle(std::unique_ptr<UpstreamConn> conn, TimePoint now);
   void sweep(TimePoint now);  // closes pooled connections idle too long
   void closeAll();
@@ -86,6 +89,7 @@ class Upstreams {
  private:
   struct State {
     uint32_t active = 0;
+    uint32_t peak = 0;  // most connections in use at once since the last sweep
     TimePoint ejectedUntil{};
     std::vector<std::unique_ptr<UpstreamConn>> idle;  // most recent last
   };
