@@ -6,7 +6,7 @@
 
 #include "api/api_call.h"
 #include "base/strings.h"
-#include "os/netpolicy/netpolicy.h"
+#include "os/netpolicy/cidr.h"
 #include "os/users.h"
 
 #include <cstring>
@@ -44,12 +44,14 @@ Status validateAccountName(std::string_view name) {
   return {};
 }
 
-// "CIDR:PORT" or "[IPV6-CIDR]:PORT" (PORT 0 = any), checked by the same parser
-// the network policy applies, so what is stored is what is enforced.
+// "CIDR:PORT", "[IPV6-CIDR]:PORT" or "HOST:PORT" (PORT 0 = any), checked by
+// the same parser the network policy applies, so what is stored is what is
+// enforced (a host name opens the addresses it resolves to, re-resolved
+// every 5 minutes; one that does not resolve opens nothing).
 Status validateEgress(std::string_view entry) {
-  if (auto parsed = os::netpolicy::parseAllowEntry(entry); !parsed)
-    return invalid(fmt::format("egress entry '{}': {} (write ADDRESS[/LEN]:PORT, IPv6 in brackets: "
-                               "10.0.0.0/8:5432, [::1]:8080; host names are not resolved yet)",
+  if (auto parsed = os::netpolicy::parseEgressEntry(entry); !parsed)
+    return invalid(fmt::format("egress entry '{}': {} (write ADDRESS[/LEN]:PORT, [IPV6]:PORT or HOST:PORT: "
+                               "10.0.0.0/8:5432, [::1]:8080, db.example.com:5432)",
                                entry, parsed.error().message));
   return {};
 }

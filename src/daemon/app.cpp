@@ -24,6 +24,7 @@
 #include "os/cgroup.h"
 #include "os/mount_ns.h"
 #include "os/netpolicy/netpolicy.h"
+#include "os/netpolicy/nft_policy.h"
 #include "os/seccomp.h"
 #include "os/users.h"
 #include "store/database.h"
@@ -100,20 +101,52 @@ std::optional<os::Cgroups> openCgroups(const std::string& dataDir, std::vector<o
   return std::move(*cgroups);
 }
 
-std::optional<os::netpolicy::NetPolicy> openNetPolicy(const std::optional<os::Cgroups>& cgroups,
-                                                      const std::string& dataDir,
-                                                      std::vector<os::MechanismReport>& report) {
-  if (!cgroups || !cgroups->usable() || cgroups->rootPath().empty()) {
-    report.push_back({"network policy", false, "no cgroup2 tree to attach BPF programs to"});
-    return std::nullopt;
+// The network policy mechanism [sandbox] network asks for: "bpf", "nftables",
+// "off", or "auto" (BPF if it enforces here, else nftables, else none). One
+// "network policy" row says which runs and why, then the chosen one's rows.
+std::unique_ptr<supervisor::Egress> openNetPolicy(asio::io_context& io, const Config& config,
+                                                  const std::optional<os::Cgroups>& cgroups,
+                                                  const std::string& dataDir,
+                                                  std::vector<os::MechanismReport>& report) {
+  namespace np = os::netpolicy;
+  const std::string& want = config.sandboxNetwork;
+  if (want == "off") {
+    report.push_back({"network policy", false, "off by config ([sandbox] network = \"off\")"});
+    return nullptr;
   }
-  auto policy = os::netpolicy::NetPolicy::open(cgroups->rootPath(), pinName(dataDir));
-  if (!policy) {
-    report.push_back({"network policy", false, policy.error().message});
-    return std::nullopt;
+  const std::string root = cgroups && cgroups->usable() ? cgroups->rootPath() : std::string();
+  std::string whyNotBpf;
+  if (want == "auto" || want == "bpf") {
+    auto bpf = root.empty() ? Result<np::NetPolicy>(fail(Errc::kUnavailable, "no cgroup2 tree to attach BPF programs to"))
+                            : np::NetPolicy::open(root, pinName(dataDir));
+    if (bpf && (want == "bpf" || bpf->enforcing())) {
+      report.push_back({"network policy", bpf->enforcing(), fmt::format("cgroup-v2 BPF ([sandbox] network = \"{}\")", want)});
+      report.insert(report.end(), bpf->mechanisms().begin(), bpf->mechanisms().end());
+      return std::make_unique<supervisor::Egress>(io, std::make_unique<np::NetPolicy>(std::move(*bpf)),
+                                                  supervisor::Egress::Options{});
+    }
+    if (!bpf) whyNotBpf = bpf.error().message;
+    for (const auto& m : bpf ? bpf->mechanisms() : std::vector<os::MechanismReport>{}) {
+      if (!m.enforced && whyNotBpf.empty()) whyNotBpf = m.name + ": " + m.detail;
+    }
+    if (bpf) (void)np::NetPolicy::removePins(pinName(dataDir));  // not used: nothing of it stays attached
+    if (want == "bpf") {
+      report.push_back({"network policy", false, "BPF ([sandbox] network = \"bpf\"): " + whyNotBpf});
+      return nullptr;
+    }
   }
-  report.insert(report.end(), policy->mechanisms().begin(), policy->mechanisms().end());
-  return std::move(*policy);
+  auto nft = np::NftPolicy::open({pinName(dataDir), root, false});
+  const std::string because = whyNotBpf.empty() ? "" : " because BPF does not enforce here (" + whyNotBpf + ")";
+  if (!nft || !(*nft)->enforcing()) {
+    const std::string why = !nft ? nft.error().message : "nftables does not enforce here";
+    report.push_back({"network policy", false, fmt::format("[sandbox] network = \"{}\": {}{}; not enforced", want, why, because)});
+    if (nft) report.insert(report.end(), (*nft)->mechanisms().begin(), (*nft)->mechanisms().end());
+    return nullptr;
+  }
+  report.push_back({"network policy", true, fmt::format("nftables ([sandbox] network = \"{}\"){}{}", want, because,
+                                                        (*nft)->perRun() ? "" : "; per user, not per run")});
+  report.insert(report.end(), (*nft)->mechanisms().begin(), (*nft)->mechanisms().end());
+  return std::make_unique<supervisor::Egress>(io, std::move(*nft), supervisor::Egress::Options{});
 }
 
 // The syscall deny-list, used only if a child under it really is refused.
@@ -219,8 +252,8 @@ Result<int> serve(const Config& config) {
   mechanisms.push_back({"no_new_privs", true, "PR_SET_NO_NEW_PRIVS before exec: setuid helpers gain nothing"});
   std::optional<os::Cgroups> cgroups = openCgroups(dataDir, mechanisms);
   options.cgroups = cgroups ? &*cgroups : nullptr;
-  std::optional<os::netpolicy::NetPolicy> netPolicy = openNetPolicy(cgroups, dataDir, mechanisms);
-  options.netPolicy = netPolicy ? &*netPolicy : nullptr;
+  std::unique_ptr<supervisor::Egress> netPolicy = openNetPolicy(io, config, cgroups, dataDir, mechanisms);
+  options.netPolicy = netPolicy.get();
   std::optional<os::SeccompProgram> seccomp = buildSeccomp(mechanisms);
   options.seccomp = seccomp ? &*seccomp : nullptr;
   options.hidePaths = {dataDir};
@@ -259,7 +292,7 @@ Result<int> serve(const Config& config) {
     const auto all = supervisor.list();
     const bool anyActive = std::any_of(all.begin(), all.end(), [](const auto& s) { return supervisor::isActive(s.state); });
     if (anyActive) return;
-    if (netPolicy) (void)os::netpolicy::NetPolicy::removePins(pinName(dataDir));
+    (void)os::netpolicy::removeAll(pinName(dataDir));  // BPF pins or nft table, whichever it used
     if (cgroups && cgroups->usable()) (void)cgroups->destroy();
   });
   if (auto s = supervisor.load(); !s) return std::unexpected(s.error());

@@ -117,6 +117,22 @@ Status readLogs(const toml::table& root, Config& config, const std::string& sour
   return {};
 }
 
+// [sandbox] network: which network policy mechanism (auto = BPF if it
+// enforces here, else nftables, else none, with the reason).
+Status readSandbox(const toml::table& root, Config& config, const std::string& source) {
+  const toml::node* node = root.get("sandbox");
+  if (!node) return {};
+  const toml::table* t = node->as_table();
+  if (!t) return fail(Errc::kInvalidArgument, fmt::format("{}: 'sandbox' must be a table", where(*node, source)));
+  if (auto s = checkKeys(*t, {"network"}, "sandbox.", source); !s) return s;
+  if (auto s = read(*t, "network", config.sandboxNetwork, source); !s) return s;
+  const std::string& v = config.sandboxNetwork;
+  if (v != "auto" && v != "bpf" && v != "nftables" && v != "off")
+    return fail(Errc::kInvalidArgument, fmt::format("{}: 'sandbox.network' must be \"auto\", \"bpf\", \"nftables\" or \"off\", not \"{}\"",
+                                                    where(*t->get("network"), source), v));
+  return {};
+}
+
 }  // namespace
 
 Result<std::pair<uint16_t, uint16_t>> parsePortRange(std::string_view text) {
@@ -138,7 +154,7 @@ Result<Config> parseConfigText(std::string_view text, const std::string& source)
                                                     err.source().begin.column, err.description()));
   }
   Config c;
-  if (auto s = checkKeys(root, {"data_dir", "log_level", "stop_instances_on_exit", "strict", "api", "proxy", "ports", "logs", "accounts"}, "", source); !s)
+  if (auto s = checkKeys(root, {"data_dir", "log_level", "stop_instances_on_exit", "strict", "api", "proxy", "ports", "logs", "accounts", "sandbox"}, "", source); !s)
     return std::unexpected(s.error());
   std::string range;
   Status s = read(root, "data_dir", c.dataDir, source);
@@ -158,6 +174,7 @@ Result<Config> parseConfigText(std::string_view text, const std::string& source)
   if (s) s = readLogs(root, c, source);
   if (s) s = readProxy(root, c, source);
   if (s) s = readAccounts(root, c, source);
+  if (s) s = readSandbox(root, c, source);
   if (!s) return std::unexpected(s.error());
   if (!range.empty()) {
     auto r = parsePortRange(range);

@@ -36,6 +36,7 @@ struct Config {
   int64_t logMaxBytes = 10 << 20;             // [logs] max_size: rotate past this
   int logKeep = 3;                            // [logs] keep: rotated files kept
   std::vector<AccountConfig> accounts;        // empty = one account `default`
+  std::string sandboxNetwork = "auto";        // [sandbox] network: auto | bpf | nftables | off
   std::string sourcePath;                     // the file it came from ("" = embedded), for SIGHUP
 };
 

@@ -88,5 +88,14 @@ TEST(Config, PortRange) {
   for (const char* bad : {"", "0-10", "10-5", "a-b", "1-70000", "5"}) EXPECT_FALSE(parsePortRange(bad)) << bad;
 }
 
+TEST(Config, SandboxNetworkPicksTheMechanism) {
+  EXPECT_EQ(loadConfig(std::nullopt, {}).value().sandboxNetwork, "auto");
+  EXPECT_EQ(parseConfigText("[sandbox]\nnetwork = \"nftables\"\n", "t.toml").value().sandboxNetwork, "nftables");
+  auto bad = parseConfigText("[sandbox]\nnetwork = \"iptables\"\n", "t.toml");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("t.toml:2:11: 'sandbox.network' must be"), std::string::npos) << bad.error().message;
+  EXPECT_FALSE(parseConfigText("[sandbox]\nnetwrk = \"off\"\n", "t.toml"));
+}
+
 }  // namespace
 }  // namespace hv::daemon

@@ -21,9 +21,10 @@
 #include "base/result.h"
 #include "os/cgroup.h"
 #include "os/mount_ns.h"
-#include "os/netpolicy/netpolicy.h"
+#include "os/netpolicy/enforcer.h"
 #include "os/seccomp.h"
 #include "store/database.h"
+#include "supervisor/egress.h"
 #include "supervisor/instance_state.h"
 #include "supervisor/log_files.h"
 #include "supervisor/log_rotator.h"
@@ -43,8 +44,9 @@ struct SupervisorOptions {
   // usable() = the host has none: process groups only (reported at start).
   const os::Cgroups* cgroups = nullptr;
   // Listen only on the assigned port, connect/send only to the account's
-  // egress allowlist (BPF on the run's cgroup); null = not enforced here.
-  os::netpolicy::NetPolicy* netPolicy = nullptr;
+  // egress allowlist (BPF or nftables, host names resolved off-thread);
+  // null = not enforced here.
+  Egress* netPolicy = nullptr;
   // The syscall deny-list every program runs under; null = not enforced here.
   const os::SeccompProgram* seccomp = nullptr;
   // A private mount namespace per run (empty /tmp, read-only system dirs,

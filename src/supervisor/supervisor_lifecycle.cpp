@@ -115,18 +115,9 @@ Status Supervisor::policeRun(Instance& inst, const store::AccountRecord& account
   if (!options_.netPolicy || !options_.netPolicy->enforcing() || !inst.cgroup) return {};
   auto id = np::cgroupIdOf(inst.cgroup->path());
   if (!id) return std::unexpected(id.error());
-  np::InstancePolicy policy;
-  policy.listenPort = static_cast<uint16_t>(inst.spec.port);
-  for (const auto& entry : account.egress) {
-    auto allow = np::parseAllowEntry(entry);
-    if (!allow) {
-      // Host names need resolving; until that exists they open nothing.
-      spdlog::warn("account {}: egress entry '{}' not applied: {}", account.name, entry, allow.error().message);
-      continue;
-    }
-    policy.allow.push_back(*allow);
-  }
-  if (auto s = options_.netPolicy->set(*id, policy); !s) return s;
+  const np::RunTarget run{*id, inst.cgroup->v2DirFd() >= 0 ? inst.cgroup->path() : std::string(), account.uid};
+  if (auto s = options_.netPolicy->police(run, static_cast<uint16_t>(inst.spec.port), account.name, account.egress); !s)
+    return s;
   inst.netId = *id;
   return {};
 }
@@ -139,7 +130,7 @@ void Supervisor::unpoliceRun(Instance& inst) {
     inst.blockedBefore.sendmsg += counts->sendmsg;
     inst.blockedBefore.ingress += counts->ingress;
   }
-  (void)options_.netPolicy->clear(inst.netId);
+  options_.netPolicy->unpolice(inst.netId);
   inst.netId = 0;
 }
 

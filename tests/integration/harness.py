@@ -594,8 +594,12 @@ class Daemon:
         root = os.path.basename((self.info or {}).get("cgroup", ""))
         if not root.startswith("hostvisor-"):
             return
-        # The network policy's BPF pins (links and maps) of this daemon.
+        # The network policy's BPF pins (links and maps) of this daemon, and
+        # its nftables table (the fallback), of the same name.
         shutil.rmtree("/sys/fs/bpf/" + root, ignore_errors=True)
+        if shutil.which("nft", path="/usr/sbin:/sbin:/usr/bin:/bin"):
+            subprocess.run([shutil.which("nft", path="/usr/sbin:/sbin:/usr/bin:/bin"), "delete", "table", "inet", root],
+                           capture_output=True, timeout=10)
         dirs = []
         for base, subdirs, _ in os.walk("/sys/fs/cgroup"):
             if root in base.split("/"):

@@ -51,10 +51,6 @@ struct netpolicy_bpf;
 
 namespace hv::os::netpolicy {
 
-// The id the kernel gives a cgroup-v2 directory (bpf_get_current_cgroup_id()
-// in the programs): its kernfs node id, via name_to_handle_at(2), with
-// stat(2) st_ino as the fallback (equal on 64-bit kernels).
-Result<uint64_t> cgroupIdOf(const std::string& v2Path);
 
 class NetPolicy final : public Enforcer {
  public:
