@@ -170,17 +170,35 @@ void HttpSession::doRelayHeader() {
   eventStream_ = beast::iequals(res[http::field::content_type].substr(0, 17), "text/event-stream");
   countStatus(code);
   serializer_.emplace(res);
-  arm(worker_.limits().sendTimeout, Phase::kRelay);
-  http::async_write_header(client_, *serializer_,
-                           beast::bind_front_handler(&HttpSession::onRelayHeader, shared_from_this()));
+  if (!takeBufferedBody()) return abortExchange();
+  doRelayWrite();
 }
 
-void HttpSession::onRelayHeader(error_code ec, size_t) {
-  if (closed_) return;
-  disarm();
-  if (ec) return abortExchange();
-  if (response_->is_done()) return finishExchange();
-  doRelay();
+// Moves the body bytes that arrived with the head into the relay buffer, so
+// that the head and (for a small response) the whole body leave in one write
+// — one segment and one wake-up of the client instead of two. False if the
+// upstream's bytes do not parse.
+bool HttpSession::takeBufferedBody() {
+  auto& body = response_->get().body();
+  if (!relayBuffer_) relayBuffer_.reset(new char[kRelayChunk]);
+  body.data = relayBuffer_.get();
+  body.size = kRelayChunk;
+  // One put() handles one piece (a chunk header, some body): loop as
+  // http::read does, until the bytes or the room run out.
+  while (!response_->is_done() && upstream_->buffer.size() > 0 && body.size > 0) {
+    error_code ec;
+    const size_t used = response_->put(upstream_->buffer.data(), ec);
+    upstream_->buffer.consume(used);
+    if (ec == http::error::need_more || ec == http::error::need_buffer || (!ec && used == 0)) break;
+    if (ec) {
+      spdlog::debug("proxy: {} response cut: {}", displayName(), ec.message());
+      return false;
+    }
+  }
+  body.size = kRelayChunk - body.size;
+  body.data = relayBuffer_.get();
+  body.more = !response_->is_done();
+  return true;
 }
 
 void HttpSession::doRelay() {

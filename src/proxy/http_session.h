@@ -80,7 +80,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Clo
   void onResponseHeader(error_code ec, size_t n);
   void retryOrFail(error_code ec);
   void doRelayHeader();
-  void onRelayHeader(error_code ec, size_t n);
+  bool takeBufferedBody();
   void doRelay();
   void onRelayRead(error_code ec, size_t n);
   void doRelayWrite();

@@ -1,6 +1,7 @@
 #include "proxy/proxy.h"
 
 #include <fmt/format.h>
+#include <sched.h>
 #include <spdlog/spdlog.h>
 
 #include <mutex>
@@ -54,12 +55,21 @@ Result<std::string> bindAll(std::vector<std::unique_ptr<Worker>>& workers, const
   return endpointText(*endpoint);
 }
 
+// The CPUs this process may run on (taskset, cgroup cpusets, systemd's
+// CPUAffinity=): one loop per CPU of the machine would put several on one CPU.
+unsigned usableCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Proxy>> Proxy::start(ProxyConfig config) {
   if (config.listen.empty() && config.tlsListen.empty())
     return fail(Errc::kInvalidArgument, "the proxy needs a listen or a TLS listen address");
-  const unsigned threads = config.threads ? config.threads : std::max(1u, std::thread::hardware_concurrency());
+  const unsigned threads = config.threads ? config.threads : usableCpus();
   auto impl = std::make_unique<Impl>(std::move(config));
   const ProxyConfig& c = impl->shared.config;
   if (!c.tlsListen.empty())

@@ -48,7 +48,7 @@ struct Limits {
 struct ProxyConfig {
   std::string listen = "127.0.0.1:8080";  // "ADDR:PORT" (port 0 = any); "" = no plain listener
   std::string tlsListen;                  // same form; "" = no TLS listener
-  unsigned threads = 0;                   // event loops; 0 = one per core
+  unsigned threads = 0;                   // event loops; 0 = one per CPU of the affinity mask
   Limits limits;
   std::vector<Certificate> certificates;  // required when tlsListen is set
 };
