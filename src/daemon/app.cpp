@@ -204,6 +204,11 @@ Result<std::unique_ptr<proxy::Proxy>> startProxy(const Config& config) {
   pc.listen = config.proxyListen;
   pc.tlsListen = config.proxyTlsListen;
   pc.certificates = certificatesOf(config);
+  pc.threads = config.proxyThreads;
+  pc.limits.maxConnsPerClient = static_cast<size_t>(config.proxyMaxClientConnections);
+  pc.limits.tunnelIdle = std::chrono::milliseconds(config.proxyTunnelIdleMs);
+  pc.limits.tunnelLifetime = std::chrono::milliseconds(config.proxyTunnelLifetimeMs);
+  pc.limits.handshakeTimeout = std::chrono::milliseconds(config.proxyHandshakeTimeoutMs);
   auto started = proxy::Proxy::start(std::move(pc));
   if (!started) return std::unexpected(started.error().context("start the front proxy"));
   return started;
@@ -279,7 +284,7 @@ Result<int> serve(const Config& config) {
   auto publishRoutes = [&] {
     routesPending = false;
     if (!*proxy) return;
-    if (auto s = (*proxy)->setRoutes(routesFor(supervisor.list(), hold)); !s)
+    if (auto s = (*proxy)->setRoutes(routesFor(supervisor.list(), hold, config.staticUpstreams)); !s)
       spdlog::error("proxy routes: {}", s.error().message);
   };
   routesChanged = [&] {

@@ -7,8 +7,12 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include <boost/asio/ip/address.hpp>
+
 #include "api/wire/wire.h"
 #include "base/strings.h"
+#include "proxy/route.h"
+#include "proxy/route_table.h"
 
 namespace hv::daemon {
 namespace {
@@ -68,15 +72,115 @@ Status readAccounts(const toml::table& root, Config& config, const std::string& 
   return {};
 }
 
+// A whole number from lo to hi (for keys whose range is not read<int>'s).
+Status readRange(const toml::table& table, std::string_view key, int64_t lo, int64_t hi, int64_t& out,
+                 const std::string& source) {
+  const toml::node* node = table.get(key);
+  if (!node) return {};
+  auto v = node->value<int64_t>();
+  if (!v || *v < lo || *v > hi)
+    return fail(Errc::kInvalidArgument,
+                fmt::format("{}: '{}' must be a whole number from {} to {}", where(*node, source), key, lo, hi));
+  out = *v;
+  return {};
+}
+
+Status readStrings(const toml::table& table, std::string_view key, std::vector<std::string>& out,
+                   const std::string& source) {
+  const toml::node* node = table.get(key);
+  if (!node) return {};
+  const toml::array* list = node->as_array();
+  if (!list) return fail(Errc::kInvalidArgument, fmt::format("{}: '{}' must be a list of strings", where(*node, source), key));
+  for (const toml::node& item : *list) {
+    auto v = item.value<std::string>();
+    if (!v) return fail(Errc::kInvalidArgument, fmt::format("{}: '{}' must be a list of strings", where(item, source), key));
+    out.push_back(*v);
+  }
+  return {};
+}
+
+// "IP:PORT" or "[IPv6]:PORT", port 1-65535; names are not resolved.
+bool validServer(std::string_view text) {
+  const size_t colon = text.rfind(':');
+  long long port = 0;
+  if (colon == std::string_view::npos || !parseInt(text.substr(colon + 1), 1, 65535, &port)) return false;
+  std::string_view host = text.substr(0, colon);
+  const bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  if (bracketed) host = host.substr(1, host.size() - 2);
+  boost::system::error_code ec;
+  const auto ip = boost::asio::ip::make_address(std::string(host), ec);
+  return !ec && ip.is_v6() == bracketed;
+}
+
+Status readStaticUpstream(const toml::node& item, Config& config, const std::string& source) {
+  const toml::table* t = item.as_table();
+  if (!t) return fail(Errc::kInvalidArgument, fmt::format("{}: each upstream must be a table", where(item, source)));
+  if (auto s = checkKeys(*t, {"name", "route", "servers", "balance", "strip_prefix", "access"}, "proxy.upstreams.", source); !s)
+    return s;
+  Config::StaticUpstream u;
+  u.where = where(item, source);
+  std::string balance = "round-robin";
+  Status s = read(*t, "name", u.name, source);
+  if (s) s = read(*t, "route", u.route, source);
+  if (s) s = readStrings(*t, "servers", u.servers, source);
+  if (s) s = read(*t, "balance", balance, source);
+  if (s) s = read(*t, "strip_prefix", u.stripPrefix, source);
+  if (s) s = readStrings(*t, "access", u.access, source);
+  if (!s) return s;
+  auto bad = [&](const std::string& what) { return fail(Errc::kInvalidArgument, fmt::format("{}: {}", u.where, what)); };
+  auto spec = proxy::parseRouteSpec(u.route);
+  if (!spec) return bad(fmt::format("upstream route '{}': {}", u.route, spec.error().message));
+  if (u.servers.empty()) return bad("an upstream needs 'servers', like [\"127.0.0.1:9000\"]");
+  for (const auto& server : u.servers)
+    if (!validServer(server)) return bad(fmt::format("server '{}' is not IP:PORT (names are not resolved)", server));
+  if (balance != "round-robin" && balance != "least-conn")
+    return bad(fmt::format("balance '{}' is not \"round-robin\" or \"least-conn\"", balance));
+  u.leastConn = balance == "least-conn";
+  for (const auto& rule : u.access)
+    if (auto r = proxy::CidrRule::parse(rule); !r) return bad(fmt::format("access rule '{}': {}", rule, r.error().message));
+  const std::string key = spec->first + spec->second;
+  for (const auto& other : config.staticUpstreams)
+    if (auto o = proxy::parseRouteSpec(other.route); o && o->first + o->second == key)
+      return bad(fmt::format("route '{}' is already the upstream route at {}", u.route, other.where));
+  if (u.name.empty()) u.name = u.route;
+  config.staticUpstreams.push_back(std::move(u));
+  return {};
+}
+
+Status readProxyTuning(const toml::table& t, Config& config, const std::string& source) {
+  int64_t threads = config.proxyThreads, perClient = config.proxyMaxClientConnections;
+  constexpr int64_t kDay = 86'400'000;
+  Status s = readRange(t, "threads", 0, 256, threads, source);
+  if (s) s = readRange(t, "max_client_connections", 1, 1'000'000, perClient, source);
+  if (s) s = readRange(t, "tunnel_idle_ms", 1000, 30 * kDay, config.proxyTunnelIdleMs, source);
+  if (s) s = readRange(t, "tunnel_lifetime_ms", 0, 365 * kDay, config.proxyTunnelLifetimeMs, source);
+  if (s) s = readRange(t, "handshake_timeout_ms", 100, 600'000, config.proxyHandshakeTimeoutMs, source);
+  config.proxyThreads = static_cast<unsigned>(threads);
+  config.proxyMaxClientConnections = static_cast<int>(perClient);
+  return s;
+}
+
 Status readProxy(const toml::table& root, Config& config, const std::string& source) {
   const toml::node* node = root.get("proxy");
   if (!node) return {};
   const toml::table* t = node->as_table();
   if (!t) return fail(Errc::kInvalidArgument, fmt::format("{}: 'proxy' must be a table", where(*node, source)));
-  if (auto s = checkKeys(*t, {"listen", "tls_listen", "hold_ms", "certificates"}, "proxy.", source); !s) return s;
+  if (auto s = checkKeys(*t, {"listen", "tls_listen", "hold_ms", "certificates", "threads", "max_client_connections",
+                              "tunnel_idle_ms", "tunnel_lifetime_ms", "handshake_timeout_ms", "upstreams"},
+                         "proxy.", source);
+      !s)
+    return s;
   if (auto s = read(*t, "listen", config.proxyListen, source); !s) return s;
   if (auto s = read(*t, "tls_listen", config.proxyTlsListen, source); !s) return s;
   if (auto s = read(*t, "hold_ms", config.proxyHoldMs, source); !s) return s;
+  if (auto s = readProxyTuning(*t, config, source); !s) return s;
+  if (const toml::node* ups = t->get("upstreams")) {
+    const toml::array* list = ups->as_array();
+    if (!list)
+      return fail(Errc::kInvalidArgument, fmt::format("{}: 'proxy.upstreams' must be [[proxy.upstreams]] tables", where(*ups, source)));
+    for (const toml::node& item : *list)
+      if (auto s = readStaticUpstream(item, config, source); !s) return s;
+  }
   const toml::node* certs = t->get("certificates");
   if (!certs) return {};
   const toml::array* list = certs->as_array();

@@ -28,6 +28,23 @@ struct Config {
   int proxyHoldMs = 3000;                      // hold requests while an instance (re)starts
   struct Certificate { std::string host, cert, key; };
   std::vector<Certificate> certificates;       // chosen by SNI; "" host = default
+  unsigned proxyThreads = 0;                   // [proxy] threads: event loops; 0 = CPUs in the affinity mask
+  int proxyMaxClientConnections = 256;         // [proxy] max_client_connections: open ones per client address
+  int64_t proxyTunnelIdleMs = 3'600'000;       // [proxy] tunnel_idle_ms: a WebSocket tunnel with no byte either way
+  int64_t proxyTunnelLifetimeMs = 0;           // [proxy] tunnel_lifetime_ms: hard cap on a tunnel's age; 0 = none
+  int64_t proxyHandshakeTimeoutMs = 10'000;    // [proxy] handshake_timeout_ms: TLS handshake, upgrade → 101
+  // [[proxy.upstreams]]: a route to fixed servers, served alongside the
+  // instances' routes. Validated here (addresses, rules, no duplicate route).
+  struct StaticUpstream {
+    std::string name;                  // for error pages and logs; default: the route
+    std::string route;                 // "HOST/PATH" or "/PATH", as an instance's route
+    std::vector<std::string> servers;  // "IP:PORT" or "[IPv6]:PORT"; names are not resolved
+    bool leastConn = false;            // balance = "least-conn" (default "round-robin")
+    bool stripPrefix = false;
+    std::vector<std::string> access;   // "allow CIDR" / "deny CIDR" / "deny all", first match wins
+    std::string where;                 // "FILE:LINE:COL" of its table, for messages
+  };
+  std::vector<StaticUpstream> staticUpstreams;
   uint16_t portLo = 20000;
   uint16_t portHi = 29999;
   std::string logLevel = "info";

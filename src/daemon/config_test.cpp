@@ -70,6 +70,87 @@ TEST(Config, ErrorsNameTheKeyAndPosition) {
   EXPECT_FALSE(parseConfigText("[logs]\nkeep = 10\n", "t.toml"));
 }
 
+TEST(Config, ProxyTuningKeys) {
+  auto defaults = parseConfigText("", "t.toml").value();
+  EXPECT_EQ(defaults.proxyThreads, 0u);
+  EXPECT_EQ(defaults.proxyMaxClientConnections, 256);
+  EXPECT_EQ(defaults.proxyTunnelIdleMs, 3'600'000);
+  EXPECT_EQ(defaults.proxyTunnelLifetimeMs, 0);
+  EXPECT_EQ(defaults.proxyHandshakeTimeoutMs, 10'000);
+  auto c = parseConfigText(R"([proxy]
+threads = 3
+max_client_connections = 5000
+tunnel_idle_ms = 86400000
+tunnel_lifetime_ms = 604800000
+handshake_timeout_ms = 2500
+)", "t.toml").value();
+  EXPECT_EQ(c.proxyThreads, 3u);
+  EXPECT_EQ(c.proxyMaxClientConnections, 5000);
+  EXPECT_EQ(c.proxyTunnelIdleMs, 86'400'000);
+  EXPECT_EQ(c.proxyTunnelLifetimeMs, 604'800'000);
+  EXPECT_EQ(c.proxyHandshakeTimeoutMs, 2500);
+  auto bad = parseConfigText("[proxy]\nthreads = -1\n", "t.toml");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message, "t.toml:2:11: 'threads' must be a whole number from 0 to 256");
+  for (const char* text : {"[proxy]\nmax_client_connections = 0\n", "[proxy]\ntunnel_idle_ms = \"1h\"\n",
+                           "[proxy]\nhandshake_timeout_ms = 10\n", "[proxy]\ntreads = 2\n"})
+    EXPECT_FALSE(parseConfigText(text, "t.toml")) << text;
+}
+
+TEST(Config, StaticUpstreams) {
+  auto c = parseConfigText(R"([proxy]
+[[proxy.upstreams]]
+route = "api.example.com/v1/"
+servers = ["127.0.0.1:9000", "[::1]:9001"]
+balance = "least-conn"
+strip_prefix = true
+access = ["allow 10.0.0.0/8", "deny all"]
+[[proxy.upstreams]]
+name = "files"
+route = "/files/"
+servers = ["10.1.2.3:80"]
+)", "t.toml").value();
+  ASSERT_EQ(c.staticUpstreams.size(), 2u);
+  const auto& api = c.staticUpstreams[0];
+  EXPECT_EQ(api.name, "api.example.com/v1/");
+  EXPECT_EQ(api.servers, (std::vector<std::string>{"127.0.0.1:9000", "[::1]:9001"}));
+  EXPECT_TRUE(api.leastConn);
+  EXPECT_TRUE(api.stripPrefix);
+  EXPECT_EQ(api.access.size(), 2u);
+  EXPECT_EQ(api.where, "t.toml:2:1");
+  EXPECT_EQ(c.staticUpstreams[1].name, "files");
+  EXPECT_FALSE(c.staticUpstreams[1].leastConn);
+}
+
+TEST(Config, BadStaticUpstreamsNameWhatAndWhere) {
+  struct Row { const char* body; const char* says; };
+  const Row rows[] = {
+      {"route = \"/a/\"\n", "t.toml:1:1: an upstream needs 'servers'"},
+      {"route = \"/a/\"\nservers = [\"localhost:80\"]\n", "server 'localhost:80' is not IP:PORT"},
+      {"route = \"/a/\"\nservers = [\"127.0.0.1:0\"]\n", "server '127.0.0.1:0' is not IP:PORT"},
+      {"route = \"/a/\"\nservers = [\"::1:80\"]\n", "server '::1:80' is not IP:PORT"},
+      {"route = \"/a/\"\nservers = [80]\n", "'servers' must be a list of strings"},
+      {"route = \"a b\"\nservers = [\"127.0.0.1:80\"]\n", "upstream route 'a b'"},
+      {"route = \"/a/\"\nservers = [\"127.0.0.1:80\"]\nbalance = \"random\"\n", "balance 'random'"},
+      {"route = \"/a/\"\nservers = [\"127.0.0.1:80\"]\naccess = [\"allow 10.0.0.0/33\"]\n", "access rule 'allow 10.0.0.0/33'"},
+      {"route = \"/a/\"\nservers = [\"127.0.0.1:80\"]\nweight = 2\n", "unknown key 'proxy.upstreams.weight'"},
+  };
+  for (const Row& row : rows) {
+    auto r = parseConfigText(std::string("[[proxy.upstreams]]\n") + row.body, "t.toml");
+    ASSERT_FALSE(r) << row.body;
+    EXPECT_NE(r.error().message.find(row.says), std::string::npos) << r.error().message;
+  }
+  auto twice = parseConfigText(R"([[proxy.upstreams]]
+route = "x.test/a/"
+servers = ["127.0.0.1:80"]
+[[proxy.upstreams]]
+route = "X.test/a/"
+servers = ["127.0.0.1:81"]
+)", "t.toml");
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().message, "t.toml:4:1: route 'X.test/a/' is already the upstream route at t.toml:1:1");
+}
+
 TEST(Config, FlagsOverrideTheFile) {
   ConfigOverrides flags;
   flags.portRange = "40000-40010";

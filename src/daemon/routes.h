@@ -6,16 +6,30 @@
 #include <chrono>
 #include <vector>
 
+#include "daemon/config.h"
 #include "proxy/route.h"
 #include "supervisor/supervisor.h"
 
 namespace hv::daemon {
 
+// Every static upstream of the config ([[proxy.upstreams]]) becomes one
+// route to its servers (always "up": passive health ejects a dead one).
 // Every instance with a route becomes one proxy route to 127.0.0.1:PORT:
 // running → up, starting/backoff → starting (503, or held for `hold`),
-// otherwise down (502). Instances whose route does not parse are skipped
-// (validation refuses them at create).
+// otherwise down (502). Instances whose route does not parse, or that take a
+// route already taken (by a static upstream or an earlier instance), are
+// skipped with an error in the log (validation refuses them at create).
 std::vector<proxy::Route> routesFor(const std::vector<supervisor::InstanceStatus>& instances,
-                                    std::chrono::milliseconds hold);
+                                    std::chrono::milliseconds hold,
+                                    const std::vector<Config::StaticUpstream>& statics = {});
+
+// The first instance whose route is a static upstream's route, as an error
+// naming both ("instance chat has route /api/, also the [[proxy.upstreams]] at
+// FILE:LINE:COL"); ok when none. For the daemon's start and for validation.
+Status checkStaticConflicts(const std::vector<supervisor::InstanceStatus>& instances,
+                           const std::vector<Config::StaticUpstream>& statics);
+// The same for one route spec about to be given to an instance.
+Status checkStaticConflict(std::string_view instance, std::string_view route,
+                           const std::vector<Config::StaticUpstream>& statics);
 
 }  // namespace hv::daemon

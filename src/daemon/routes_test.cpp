@@ -46,5 +46,53 @@ TEST(Routes, ADuplicateRouteIsDroppedSoTheOthersStillApply) {
   EXPECT_EQ(routes[1].name, "c");
 }
 
+Config::StaticUpstream staticUpstream(std::string route, std::vector<std::string> servers) {
+  Config::StaticUpstream u;
+  u.name = "static-" + route;
+  u.route = std::move(route);
+  u.servers = std::move(servers);
+  u.where = "hv.toml:7:1";
+  return u;
+}
+
+TEST(Routes, StaticUpstreamsComeFirstAndKeepTheirRoute) {
+  using supervisor::State;
+  auto api = staticUpstream("api.test/v1/", {"127.0.0.1:9000", "[::1]:9001"});
+  api.leastConn = true;
+  api.stripPrefix = true;
+  api.access = {"deny all"};
+  auto routes = routesFor({instance("clash", "api.test/v1/", State::kRunning, 20001),
+                           instance("other", "/other/", State::kRunning, 20002)},
+                          std::chrono::milliseconds(0), {api});
+  ASSERT_EQ(routes.size(), 2u);
+  EXPECT_EQ(routes[0].name, "static-api.test/v1/");
+  EXPECT_EQ(routes[0].origin, proxy::Route::Origin::kStatic);
+  EXPECT_EQ(routes[0].host, "api.test");
+  EXPECT_EQ(routes[0].pathPrefix, "/v1/");
+  EXPECT_EQ(routes[0].balance, proxy::Route::Balance::kLeastConn);
+  EXPECT_TRUE(routes[0].stripPrefix);
+  ASSERT_EQ(routes[0].upstreams.size(), 2u);
+  EXPECT_EQ(routes[0].upstreams[1].host, "::1");
+  EXPECT_EQ(routes[0].upstreams[1].port, 9001);
+  EXPECT_EQ(routes[0].upstreams[0].health, proxy::Upstream::Health::kUp);
+  EXPECT_EQ(routes[0].access.size(), 1u);
+  EXPECT_EQ(routes[1].name, "other");
+}
+
+TEST(Routes, AnInstanceOnAStaticRouteIsAConflictNamingBoth) {
+  using supervisor::State;
+  const std::vector<Config::StaticUpstream> statics = {staticUpstream("/api/", {"127.0.0.1:9000"})};
+  EXPECT_TRUE(checkStaticConflicts({instance("a", "/app/", State::kRunning, 1)}, statics));
+  auto clash = checkStaticConflicts({instance("a", "/app/", State::kRunning, 1),
+                                     instance("chat", "/api/", State::kStopped, 2)},
+                                    statics);
+  ASSERT_FALSE(clash);
+  EXPECT_EQ(clash.error().message,
+            "instance chat has route '/api/', which is also the route of the [[proxy.upstreams]] "
+            "'static-/api/' at hv.toml:7:1");
+  EXPECT_FALSE(checkStaticConflict("x", "/api/", statics));
+  EXPECT_TRUE(checkStaticConflict("x", "/api/more/", statics));  // nested prefixes are fine
+}
+
 }  // namespace
 }  // namespace hv::daemon
