@@ -273,11 +273,10 @@ def wait_quiet(max_wait, threshold):
 # the sides
 
 class Hostvisor:
-    def __init__(self, binary, cpus, loops, shim, cert, key):
+    def __init__(self, binary, cpus, loops, cert, key):
         self.bin = binary
         self.cpus = cpus
         self.loops = loops
-        self.shim = shim
         self.dir = os.path.join(ROOT, "hv")
         self.conf = os.path.join(ROOT, "hv.toml")
         lo = 42000 + (os.getpid() % 30) * 100
@@ -290,6 +289,7 @@ listen = ""
 [ports]
 range = "{lo}-{lo + 99}"
 [proxy]
+{"" if loops == "auto" else f"threads = {loops}"}
 listen = "127.0.0.1:{self.port}"
 tls_listen = "127.0.0.1:{self.tls_port}"
 [[proxy.certificates]]
@@ -308,9 +308,6 @@ key = "{key}"
 
     def start(self):
         env = dict(os.environ)
-        if self.loops != "auto":
-            env["LD_PRELOAD"] = self.shim
-            env["HV_BENCH_PROXY_LOOPS"] = str(self.loops)
         info = os.path.join(self.dir, "daemon.json")
         if os.path.exists(info):
             os.unlink(info)
@@ -349,7 +346,15 @@ key = "{key}"
         return [self.proc.pid]
 
     def loops_running(self):
-        return max(0, threads_of(self.proc.pid) - 1)   # the daemon's main thread + one per loop
+        """From the daemon's own log line "proxy: listening on ... with N loops" (its last start):
+        counting threads would also count the daemon's other threads."""
+        found = 0
+        with open(os.path.join(ROOT, "hv-daemon.log"), errors="replace") as f:
+            for line in f:
+                m = re.search(r"proxy: listening on .* with (\d+) loops", line)
+                if m:
+                    found = int(m.group(1))
+        return found
 
     def restart(self):
         """A fresh daemon process (the instance keeps running and is re-adopted)."""
@@ -892,7 +897,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=os.path.join(REPO, "build", "hostvisor"), help="hostvisor binary")
     ap.add_argument("--tools", default=os.path.join(REPO, "build", "bench-proxy"),
-                    help="dir with loadgen, echo_backend, loops_shim.so (run.sh builds them)")
+                    help="dir with loadgen and echo_backend (run.sh builds them)")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of the throughput/latency/wrk tests")
     ap.add_argument("--seconds", type=float, default=10, help="length of each throughput run")
     ap.add_argument("--warmup", type=float, default=2, help="warm-up before each throughput window")
@@ -906,9 +911,8 @@ def main():
     ap.add_argument("--proxy-cpu", type=int, default=1, help="CPU both proxies are pinned to")
     ap.add_argument("--load-cpus", default="0", help="CPUs of the backend, loadgen and wrk (comma list)")
     ap.add_argument("--hv-loops", default="1",
-                    help="hostvisor proxy loops: N (std::thread::hardware_concurrency() made to return N with "
-                         "an LD_PRELOAD shim: the daemon has no [proxy] threads key) or 'auto' (stock: one per "
-                         "CPU of the machine, all on --proxy-cpu)")
+                    help="hostvisor proxy loops: N ([proxy] threads = N in its config) or 'auto' (no key: "
+                         "the daemon's default, one per CPU of its affinity mask, i.e. of --proxy-cpu)")
     ap.add_argument("--wait-quiet", type=float, default=60, help="max seconds to wait for an idle machine, each time")
     ap.add_argument("--wait-budget", type=float, default=900,
                     help="max seconds of waiting for quiet (and of repeating disturbed runs) in the whole run")
@@ -951,7 +955,7 @@ def main():
         proxy_cpus = load_cpus = set()
         log("warning: 1 CPU: nothing is pinned; the proxy shares the CPU with the load")
 
-    tools = {k: os.path.join(args.tools, k) for k in ("loadgen", "echo_backend", "loops_shim.so")}
+    tools = {k: os.path.join(args.tools, k) for k in ("loadgen", "echo_backend")}
     for k, p in tools.items():
         if not os.access(p, os.R_OK):
             raise BenchError(f"missing {p}: run bench/proxy/run.sh (it builds the tools)")
@@ -970,7 +974,7 @@ def main():
     if r.returncode != 0:
         raise BenchError(f"openssl req: {r.stderr.strip()}")
 
-    hv = Hostvisor(binary, proxy_cpus, args.hv_loops, tools["loops_shim.so"], cert, key)
+    hv = Hostvisor(binary, proxy_cpus, args.hv_loops, cert, key)
     ng = None
     results = {"rounds": [], "idle": {}}
     try:
@@ -1104,9 +1108,8 @@ def main():
 
     date = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     cmd = "bench/proxy/run.sh" + (" --quick" if args.quick else "")
-    loops_text = (f"{loops} proxy loop (`--hv-loops {args.hv_loops}`: hardware_concurrency() → {args.hv_loops} via "
-                  f"LD_PRELOAD, standing in for a `[proxy] threads` key)" if args.hv_loops != "auto" else
-                  f"{loops} proxy loops (stock: one per CPU of the machine), all on one CPU")
+    loops_text = (f"{loops} proxy loop(s) (`[proxy] threads = {args.hv_loops}`)" if args.hv_loops != "auto" else
+                  f"{loops} proxy loop(s) (no `threads` key: one per CPU of its affinity mask)")
     meta = {"date": date, "reproduce": cmd, "machine": machine_facts(args, binary),
             "setup": (f"hostvisor: {loops_text}, pinned to CPU {sorted(proxy_cpus)}; {ng.version if ng else 'nginx'} with "
                       f"`worker_processes 1` on the same CPU; backend (echo_backend, a hostvisor instance with route "

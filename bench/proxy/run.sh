@@ -34,7 +34,7 @@ if [ "$have_bin" -eq 0 ]; then
   make -C "$repo" build >&2
 fi
 
-# The load generator, the echo backend and the loop-count shim (rebuilt when older than
+# The load generator and the echo backend (rebuilt when older than
 # their sources). g++ -O2 against Debian's Boost 1.81 headers and OpenSSL 3.
 mkdir -p "$tools"
 build() {  # out src flags...
@@ -47,7 +47,6 @@ build() {  # out src flags...
 }
 build loadgen loadgen.cpp -lssl -lcrypto -pthread
 build echo_backend echo_backend.cpp -lcrypto -pthread
-build loops_shim.so loops_shim.cpp -shared -fPIC
 
 # Whatever happens to the driver (even kill -9), leave no process of this run behind.
 trap '/usr/bin/python3 "$here/bench.py" --sweep-stale' EXIT

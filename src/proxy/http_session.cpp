@@ -291,8 +291,11 @@ std::string HttpSession::displayName() const {
 }
 
 void HttpSession::countStatus(unsigned code) {
-  if (code >= 500) bump(worker_.stats().responses5xx);
-  else if (code >= 400) bump(worker_.stats().responses4xx);
+  WorkerStats& stats = worker_.stats();
+  if (code >= 500) bump(stats.responses5xx);
+  else if (code >= 400) bump(stats.responses4xx);
+  else if (code >= 300) bump(stats.responses3xx);
+  else if (code >= 200) bump(stats.responses2xx);
 }
 
 }  // namespace hv::proxy

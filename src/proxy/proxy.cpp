@@ -124,6 +124,8 @@ Stats Proxy::stats() const {
     add(s.tunnelsOpen, w.tunnelsOpen);
     add(s.tunnelsTotal, w.tunnelsTotal);
     add(s.requests, w.requests);
+    add(s.responses2xx, w.responses2xx);
+    add(s.responses3xx, w.responses3xx);
     add(s.responses4xx, w.responses4xx);
     add(s.responses5xx, w.responses5xx);
     add(s.upstreamConnects, w.upstreamConnects);

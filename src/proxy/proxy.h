@@ -61,6 +61,8 @@ struct Stats {
   uint64_t tunnelsOpen = 0;
   uint64_t tunnelsTotal = 0;
   uint64_t requests = 0;             // request heads received
+  uint64_t responses2xx = 0;         // final responses sent, by class (ours and the upstreams')
+  uint64_t responses3xx = 0;
   uint64_t responses4xx = 0;
   uint64_t responses5xx = 0;
   uint64_t upstreamConnects = 0;     // new upstream connections

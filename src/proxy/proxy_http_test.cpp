@@ -175,6 +175,8 @@ TEST_F(ProxyHttp, NoRouteIs404AndTheConnectionStays) {
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->result_int(), 200);
   EXPECT_EQ(proxy->stats().responses4xx, 1u);
+  EXPECT_EQ(proxy->stats().responses2xx, 1u);
+  EXPECT_EQ(proxy->stats().requests, 2u);
 }
 
 TEST_F(ProxyHttp, DownInstanceIs502) {

@@ -38,7 +38,8 @@ class Closable
 // Counters of one worker, written by its thread only (relaxed), read by stats().
 struct WorkerStats {
   std::atomic<uint64_t> connectionsOpen{0}, connectionsTotal{0}, connectionsRejected{0};
-  std::atomic<uint64_t> tunnelsOpen{0}, tunnelsTotal{0}, requests{0}, responses4xx{0}, responses5xx{0};
+  std::atomic<uint64_t> tunnelsOpen{0}, tunnelsTotal{0}, requests{0};
+  std::atomic<uint64_t> responses2xx{0}, responses3xx{0}, responses4xx{0}, responses5xx{0};
   std::atomic<uint64_t> upstreamConnects{0}, upstreamReuses{0}, upstreamFailures{0};
   std::atomic<uint64_t> tunnelBytesIn{0}, tunnelBytesOut{0};
 };
