@@ -112,7 +112,8 @@ void HttpSession::doSendRequest() {
   http::async_write(upstream_->stream, request_, beast::bind_front_handler(&HttpSession::onSent, shared_from_this()));
 }
 
-void HttpSession::onSent(error_code ec, size_t) {
+void HttpSession::onSent(error_code ec, size_t n) {
+  bump(worker_.stats().httpBytesIn, n);
   if (closed_) return;
   disarm();
   if (ec) return retryOrFail(ec);
@@ -234,7 +235,8 @@ void HttpSession::doRelayWrite() {
   http::async_write(client_, *serializer_, beast::bind_front_handler(&HttpSession::onRelayWrite, shared_from_this()));
 }
 
-void HttpSession::onRelayWrite(error_code ec, size_t) {
+void HttpSession::onRelayWrite(error_code ec, size_t n) {
+  bump(worker_.stats().httpBytesOut, n);
   if (closed_) return;
   disarm();
   if (ec == http::error::need_buffer) ec = {};

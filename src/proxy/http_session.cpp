@@ -214,7 +214,8 @@ void HttpSession::reply(status st, std::string_view hint, bool close) {
                     beast::bind_front_handler(&HttpSession::onReplied, shared_from_this(), keepAlive));
 }
 
-void HttpSession::onReplied(bool keepAlive, error_code ec, size_t) {
+void HttpSession::onReplied(bool keepAlive, error_code ec, size_t n) {
+  bump(worker_.stats().httpBytesOut, n);
   if (closed_) return;
   disarm();
   answer_.reset();

@@ -133,6 +133,8 @@ Stats Proxy::stats() const {
     add(s.upstreamFailures, w.upstreamFailures);
     add(s.tunnelBytesIn, w.tunnelBytesIn);
     add(s.tunnelBytesOut, w.tunnelBytesOut);
+    add(s.httpBytesIn, w.httpBytesIn);
+    add(s.httpBytesOut, w.httpBytesOut);
   }
   return s;
 }

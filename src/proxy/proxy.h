@@ -70,6 +70,8 @@ struct Stats {
   uint64_t upstreamFailures = 0;     // failed connects (each ejects the upstream)
   uint64_t tunnelBytesIn = 0;        // client → upstream, after the 101
   uint64_t tunnelBytesOut = 0;       // upstream → client, after the 101
+  uint64_t httpBytesIn = 0;          // requests (heads + bodies) sent upstream
+  uint64_t httpBytesOut = 0;         // responses (heads + bodies, ours too) sent to clients
 };
 
 class Proxy {

@@ -177,6 +177,8 @@ TEST_F(ProxyHttp, NoRouteIs404AndTheConnectionStays) {
   EXPECT_EQ(proxy->stats().responses4xx, 1u);
   EXPECT_EQ(proxy->stats().responses2xx, 1u);
   EXPECT_EQ(proxy->stats().requests, 2u);
+  EXPECT_GT(proxy->stats().httpBytesOut, 2 * 40u);  // two heads at least
+  EXPECT_GT(proxy->stats().httpBytesIn, 0u);
 }
 
 TEST_F(ProxyHttp, DownInstanceIs502) {

@@ -30,6 +30,10 @@ std::string prometheusText(const Stats& s) {
          "# TYPE hostvisor_proxy_tunnel_bytes_total counter\n";
   out += fmt::format("hostvisor_proxy_tunnel_bytes_total{{direction=\"in\"}} {}\n", s.tunnelBytesIn);
   out += fmt::format("hostvisor_proxy_tunnel_bytes_total{{direction=\"out\"}} {}\n", s.tunnelBytesOut);
+  out += "# HELP hostvisor_proxy_http_bytes_total Bytes of HTTP requests sent upstream (in) and responses sent "
+         "to clients (out), heads included.\n# TYPE hostvisor_proxy_http_bytes_total counter\n";
+  out += fmt::format("hostvisor_proxy_http_bytes_total{{direction=\"in\"}} {}\n", s.httpBytesIn);
+  out += fmt::format("hostvisor_proxy_http_bytes_total{{direction=\"out\"}} {}\n", s.httpBytesOut);
   series(out, "hostvisor_proxy_upstream_connects_total", "counter", "New upstream connections.", s.upstreamConnects);
   series(out, "hostvisor_proxy_upstream_reuses_total", "counter", "Requests sent on a pooled upstream connection.",
          s.upstreamReuses);

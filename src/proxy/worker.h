@@ -41,7 +41,7 @@ struct WorkerStats {
   std::atomic<uint64_t> tunnelsOpen{0}, tunnelsTotal{0}, requests{0};
   std::atomic<uint64_t> responses2xx{0}, responses3xx{0}, responses4xx{0}, responses5xx{0};
   std::atomic<uint64_t> upstreamConnects{0}, upstreamReuses{0}, upstreamFailures{0};
-  std::atomic<uint64_t> tunnelBytesIn{0}, tunnelBytesOut{0};
+  std::atomic<uint64_t> tunnelBytesIn{0}, tunnelBytesOut{0}, httpBytesIn{0}, httpBytesOut{0};
 };
 
 inline void bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
