@@ -57,11 +57,11 @@ class Stream {
   executor_type get_executor() { return socket_.get_executor(); }
   tcp::socket& socket() { return socket_; }
   bool tls() const { return ssl_ != nullptr; }
-  // TLS only: decrypted bytes already held in memory, which a readiness wait
-  // on the socket would not see. (Not SSL_has_pending: that also counts a
-  // partial record, whose rest the socket will signal; posting on it would spin.
-  // Without read-ahead OpenSSL never holds a whole unprocessed record.)
-  bool hasBuffered() const { return ssl_ && SSL_pending(ssl_) > 0; }
+  // TLS only: bytes OpenSSL holds — decrypted, or records read ahead — that a
+  // readiness wait on the socket would not see. Ask it only after a read that
+  // returned data: after WANT_READ it may hold a partial record, whose rest
+  // the socket will signal (reading again at once would spin).
+  bool hasBuffered() const { return ssl_ && SSL_has_pending(ssl_) == 1; }
 
   IoResult tryRead(char* data, size_t size);
   IoResult tryWrite(const char* data, size_t size);

@@ -85,14 +85,15 @@ void Tunnel::drain(Direction d) {
     const IoResult r = side.from->tryRead(buffer, Worker::kScratchSize);
     if (r.status == IoStatus::kEof) return onEof(d);
     if (r.status == IoStatus::kError) return close();
-    if (r.status != IoStatus::kDone) return side.from->tls() ? waitReadable(d, r.status) : readNext(d);
+    if (r.status != IoStatus::kDone) return side.from->tls() ? waitSocket(d, r.status) : readNext(d);
     if (!forward(d, buffer, r.bytes)) return;
     // Short: the socket is (very likely) empty. A plain one goes back to the
     // speculative receive; a TLS one waits for readability (the wait re-arms
     // the registration, so bytes that came meanwhile still wake it), unless a
-    // full record says more may follow.
+    // full record says more may follow or OpenSSL read more records ahead.
     if (!side.from->tls() && r.bytes < Worker::kScratchSize) return readNext(d);
-    if (side.from->tls() && r.bytes < Stream::kTlsRecord) return waitReadable(d, IoStatus::kWantRead);
+    if (side.from->tls() && r.bytes < Stream::kTlsRecord && !side.from->hasBuffered())
+      return waitSocket(d, IoStatus::kWantRead);
   }
   asio::post(worker_.io(), guarded([this, d] { drain(d); }));
 }
@@ -115,13 +116,8 @@ bool Tunnel::forward(Direction d, const char* data, size_t n) {
   return false;
 }
 
-void Tunnel::waitReadable(Direction d, IoStatus want) {
-  Side& side = sides_[d];
-  if (want == IoStatus::kWantRead && side.from->hasBuffered()) {
-    asio::post(worker_.io(), guarded([this, d] { drain(d); }));
-    return;
-  }
-  side.from->asyncWait(want, guarded([this, d](error_code ec) { ec ? close() : drain(d); }));
+void Tunnel::waitSocket(Direction d, IoStatus want) {
+  sides_[d].from->asyncWait(want, guarded([this, d](error_code ec) { ec ? close() : drain(d); }));
 }
 
 void Tunnel::flush(Direction d) {

@@ -71,7 +71,7 @@ class Tunnel final : public Closable {
   void onLanded(Direction d, error_code ec, size_t n);
   void drain(Direction d);
   bool forward(Direction d, const char* data, size_t n);
-  void waitReadable(Direction d, IoStatus want);
+  void waitSocket(Direction d, IoStatus want);  // TLS source: readiness, then drain
   void flush(Direction d);
   void onEof(Direction d);
   void armTimer();
