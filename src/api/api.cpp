@@ -219,7 +219,9 @@ void Api::answerSettled(Call& call, const std::string& name, Result<InstanceStat
 }
 
 void Api::metrics(Call& call) {
-  call.send(200, renderMetrics(supervisor_.list()), "text/plain; version=0.0.4; charset=utf-8");
+  std::string text = renderMetrics(supervisor_.list());
+  if (hooks_.extraMetrics) text += hooks_.extraMetrics();
+  call.send(200, text, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 

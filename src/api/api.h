@@ -35,6 +35,8 @@ struct ApiHooks {
   // What the sandbox enforces on this host, for GET /api/v1/doctor.
   std::function<std::vector<os::MechanismReport>()> mechanisms;
   const AuditLog* audit = nullptr;  // every change is recorded here
+  // More Prometheus text for /metrics (the front proxy's counters).
+  std::function<std::string()> extraMetrics;
 };
 
 struct LogFollowTarget;  // log_stream.h

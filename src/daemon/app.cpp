@@ -21,6 +21,7 @@
 #include "daemon/data_dir.h"
 #include "daemon/routes.h"
 #include "proxy/proxy.h"
+#include "proxy/stats_text.h"
 #include "os/cgroup.h"
 #include "os/mount_ns.h"
 #include "os/netpolicy/netpolicy.h"
@@ -308,7 +309,8 @@ Result<int> serve(const Config& config) {
   auto audit = api::AuditLog::open(dataDir + "/audit.log");
   if (!audit) return std::unexpected(audit.error());
   api::Api api(supervisor, **db, api::Authenticator(api::hashToken(*adminToken), ::geteuid(), *defaultAccount),
-               api::ApiHooks{[&](bool stop) { shutdown(stop); }, [&] { return mechanisms; }, &*audit});
+               api::ApiHooks{[&](bool stop) { shutdown(stop); }, [&] { return mechanisms; }, &*audit,
+                             [&] { return *proxy ? proxy::prometheusText((*proxy)->stats()) : std::string(); }});
   api::HttpServer server(io, api);
   if (auto s = server.listenUnix(socketPath(dataDir)); !s) return std::unexpected(s.error());
   std::string apiAddress;

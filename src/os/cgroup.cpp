@@ -205,6 +205,12 @@ Result<RunCgroup> RunCgroup::make(std::vector<Node> nodes) {
   return run;
 }
 
+void RunCgroup::releaseSpawnFds() {
+  procsFds_.clear();
+  procsOwned_.clear();
+  for (Node& n : nodes_) n.dir.release();
+}
+
 Result<RunCgroup> RunCgroup::adopt(pid_t pid, const Cgroups& cgroups) { return cgroups.adopt(pid); }
 
 const RunCgroup::Node* RunCgroup::node(unsigned role) const {

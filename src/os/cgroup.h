@@ -75,6 +75,9 @@ class RunCgroup {
   // O_WRONLY|O_CLOEXEC cgroup.procs of each v1 hierarchy the child must join
   // by writing "0" itself (CLONE_INTO_CGROUP only covers v2).
   const std::vector<int>& procsFds() const { return procsFds_; }
+  // Once the child is in: closes the descriptors only spawning needs (the
+  // directories and cgroup.procs files); the run keeps working by path.
+  void releaseSpawnFds();
 
   // Kills every process in the run, however it forked or daemonized. With v2
   // cgroup.kill one write does it; else killEachProcess(). Afterwards the

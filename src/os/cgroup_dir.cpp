@@ -38,12 +38,14 @@ Result<CgroupDir> CgroupDir::make(std::string path) {
 
 std::string CgroupDir::filePath(std::string_view file) const { return path_ + "/" + std::string(file); }
 
-bool CgroupDir::has(std::string_view file) const {
-  return ::faccessat(fd_.get(), std::string(file).c_str(), F_OK, 0) == 0;
-}
+// Relative to the open directory, or by path once release()d.
+std::string CgroupDir::at(std::string_view file) const { return fd_ ? std::string(file) : filePath(file); }
+int CgroupDir::base() const { return fd_ ? fd_.get() : AT_FDCWD; }
+
+bool CgroupDir::has(std::string_view file) const { return ::faccessat(base(), at(file).c_str(), F_OK, 0) == 0; }
 
 Result<UniqueFd> CgroupDir::openFile(std::string_view file, int flags) const {
-  UniqueFd fd(::openat(fd_.get(), std::string(file).c_str(), flags | O_CLOEXEC));
+  UniqueFd fd(::openat(base(), at(file).c_str(), flags | O_CLOEXEC));
   if (!fd) {
     return failErrno("open " + filePath(file), errno, errno == ENOENT ? Errc::kNotFound : Errc::kInternal);
   }

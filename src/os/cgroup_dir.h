@@ -41,7 +41,11 @@ class CgroupDir {
   CgroupDir() = default;  // invalid until assigned from open()/make()
 
   const std::string& path() const { return path_; }
-  int fd() const { return fd_.get(); }
+  int fd() const { return fd_.get(); }  // -1 once released
+  // Closes the directory fd; later calls go by path. A daemon with thousands
+  // of runs keeps thousands fewer descriptors, which every spawn's child
+  // would otherwise copy and close again at exec.
+  void release() { fd_.reset(); }
 
   bool has(std::string_view file) const;
   Result<std::string> read(std::string_view file) const;
@@ -57,6 +61,8 @@ class CgroupDir {
   Status remove() const;
 
  private:
+  std::string at(std::string_view file) const;
+  int base() const;
   CgroupDir(std::string path, UniqueFd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
   std::string filePath(std::string_view file) const;
 

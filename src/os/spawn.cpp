@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <iterator>
+#include <memory>
 #include <string_view>
 
 #include "os/mount_ns.h"
@@ -279,8 +280,7 @@ Status awaitExec(const SpawnRequest& req, int readFd, int pidfd) {
 // clone3(CLONE_PIDFD | extra); the child runs `child`, which never returns.
 // With every signal blocked, no parent handler can run in the child before it
 // resets them (glibc's posix_spawn does the same).
-template <class ChildFn>
-Result<pid_t> cloneWith(uint64_t extra, int* pidfd, int cgroupFd, const ChildFn& child) {
+CloneArgs cloneArgs(uint64_t extra, int* pidfd, int cgroupFd) {
   CloneArgs args;
   args.flags = CLONE_PIDFD | extra;  // the pidfd is O_CLOEXEC (clone(2))
   args.pidfd = reinterpret_cast<uint64_t>(pidfd);
@@ -289,6 +289,12 @@ Result<pid_t> cloneWith(uint64_t extra, int* pidfd, int cgroupFd, const ChildFn&
     args.flags |= kCloneIntoCgroup;
     args.cgroup = static_cast<uint64_t>(cgroupFd);
   }
+  return args;
+}
+
+template <class ChildFn>
+Result<pid_t> cloneWith(uint64_t extra, int* pidfd, int cgroupFd, const ChildFn& child) {
+  CloneArgs args = cloneArgs(extra, pidfd, cgroupFd);
   sigset_t all, old;
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -300,10 +306,64 @@ Result<pid_t> cloneWith(uint64_t extra, int* pidfd, int cgroupFd, const ChildFn&
   return static_cast<pid_t>(ret);
 }
 
+#if defined(__x86_64__)
+// clone3 with a stack of the child's own: the child starts on it and calls
+// entry(arg), which never returns. Raw, because glibc 2.36 has no public
+// clone3 and its syscall() wrapper would have the child return into a frame
+// on the parent's stack (musl's __clone does the same for clone). rax, rcx
+// and r11 are all a syscall clobbers, so r12/r13 reach the child intact.
+// Returns the child's pid, or -errno.
+[[gnu::noinline]] long clone3OnStack(CloneArgs* args, void (*entry)(void*), void* arg) {
+  long ret;
+  register void (*fn)(void*) asm("r12") = entry;
+  register void* fnArg asm("r13") = arg;
+  asm volatile(
+      "syscall\n\t"
+      "testq %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "xorl %%ebp, %%ebp\n\t"  // the child: an empty frame chain
+      "movq %%r13, %%rdi\n\t"
+      "callq *%%r12\n\t"
+      "movl $231, %%eax\n\t"  // exit_group(127) should entry return
+      "movl $127, %%edi\n\t"
+      "syscall\n\t"
+      "hlt\n\t"
+      "1:\n\t"
+      : "=a"(ret)
+      : "0"(static_cast<long>(SYS_clone3)), "D"(args), "S"(sizeof(CloneArgs)), "r"(fn), "r"(fnArg)
+      : "rcx", "r11", "memory");
+  return ret;
+}
+
+void runChildEntry(void* plan) { runChild(*static_cast<const ChildPlan*>(plan)); }
+
+// posix_spawn's way (glibc spawni.c): CLONE_VM|CLONE_VFORK, so the kernel
+// neither copies the daemon's page tables nor has either side take
+// copy-on-write faults, and this thread sleeps until the child has exec'd
+// or failed (which the plain clone would wait for on the error pipe
+// anyway). Safe because the child only reads the plan and makes system
+// calls (see runChild) and every signal stays blocked until it resets
+// them. 64 KiB of stack: runChild's deepest frame is a few hundred bytes.
+Result<pid_t> cloneAndRun(const ChildPlan& plan, int* pidfd, int cgroupFd) {
+  constexpr size_t kStackSize = 64 * 1024;
+  auto stack = std::make_unique<unsigned char[]>(kStackSize);  // 16-byte aligned
+  CloneArgs args = cloneArgs(CLONE_VM | CLONE_VFORK | (plan.mounts != nullptr ? CLONE_NEWNS : 0), pidfd, cgroupFd);
+  args.stack = reinterpret_cast<uint64_t>(stack.get());
+  args.stackSize = kStackSize;
+  sigset_t all, old;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  long ret = clone3OnStack(&args, runChildEntry, const_cast<ChildPlan*>(&plan));
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (ret < 0) return failErrno("clone3", static_cast<int>(-ret));
+  return static_cast<pid_t>(ret);
+}
+#else
 Result<pid_t> cloneAndRun(const ChildPlan& plan, int* pidfd, int cgroupFd) {
   uint64_t extra = plan.mounts != nullptr ? CLONE_NEWNS : 0;
   return cloneWith(extra, pidfd, cgroupFd, [&plan] { runChild(plan); });
 }
+#endif
 
 // The cgroup.procs files the child writes itself into; owns the one spawn
 // opens for the fallback below.

@@ -2,7 +2,8 @@
 // exact step that failed.
 //
 // Uses clone3(CLONE_PIDFD) so the parent tracks the child by pidfd from birth
-// (no pid-reuse race). Everything the child needs (argv, envp, paths) is built
+// (no pid-reuse race); on x86-64 with CLONE_VM|CLONE_VFORK like posix_spawn,
+// so no page tables are copied and the caller sleeps until the exec. Everything the child needs (argv, envp, paths) is built
 // before the clone; between clone and exec the child only makes system calls,
 // never allocates or locks, and on failure writes {step, errno, index} to a
 // CLOEXEC pipe and _exit(127)s. The parent reads that pipe: EOF means exec

@@ -80,6 +80,7 @@ Error stillHasInstances(sqlite3* db, const std::string& name) {
 }  // namespace
 
 Status Database::insertAccount(const AccountRecord& account) {
+  accounts_.reset();  // whatever happens, the next read asks SQLite
   auto stmt = Statement::prepare(
       db_,
       "INSERT INTO accounts (name, user, uid, gid, home, max_instances, token_hash, created_at,"
@@ -95,6 +96,7 @@ Status Database::insertAccount(const AccountRecord& account) {
 }
 
 Status Database::updateAccount(const AccountRecord& account) {
+  accounts_.reset();  // whatever happens, the next read asks SQLite
   auto stmt = Statement::prepare(
       db_,
       "UPDATE accounts SET user = ?2, uid = ?3, gid = ?4, home = ?5, max_instances = ?6,"
@@ -110,6 +112,7 @@ Status Database::updateAccount(const AccountRecord& account) {
 // One statement: the foreign key on instances.account refuses the delete
 // while the account still has instances.
 Status Database::deleteAccount(const std::string& name) {
+  accounts_.reset();  // whatever happens, the next read asks SQLite
   auto stmt = Statement::prepare(db_, "DELETE FROM accounts WHERE name = ?1");
   if (!stmt) return std::unexpected(std::move(stmt.error()));
   stmt->bindText(1, name);
@@ -122,20 +125,27 @@ Status Database::deleteAccount(const std::string& name) {
   return {};
 }
 
+// Accounts change rarely and are read on every start of an instance: they
+// are served from a copy that every write above drops.
 Result<std::vector<AccountRecord>> Database::listAccounts() {
-  auto stmt = Statement::prepare(db_, std::string(kSelectColumns) + " ORDER BY name");
-  if (!stmt) return std::unexpected(std::move(stmt.error()));
-  return readAccounts(*stmt);
+  if (!accounts_) {
+    auto stmt = Statement::prepare(db_, std::string(kSelectColumns) + " ORDER BY name");
+    if (!stmt) return std::unexpected(std::move(stmt.error()));
+    auto rows = readAccounts(*stmt);
+    if (!rows) return rows;
+    accounts_ = std::move(*rows);
+  }
+  return *accounts_;
 }
 
 Result<std::optional<AccountRecord>> Database::findAccount(const std::string& name) {
-  auto stmt = Statement::prepare(db_, std::string(kSelectColumns) + " WHERE name = ?1");
-  if (!stmt) return std::unexpected(std::move(stmt.error()));
-  stmt->bindText(1, name);
-  auto row = stmt->step();
-  if (!row) return std::unexpected(std::move(row.error()));
-  if (!*row) return std::optional<AccountRecord>();
-  return std::optional<AccountRecord>(readAccount(*stmt));
+  if (!accounts_) {
+    if (auto all = listAccounts(); !all) return std::unexpected(std::move(all.error()));
+  }
+  for (const auto& a : *accounts_) {
+    if (a.name == name) return std::optional<AccountRecord>(a);
+  }
+  return std::optional<AccountRecord>();
 }
 
 }  // namespace hv::store

@@ -62,6 +62,7 @@ class Database {
   Status migrate();
 
   sqlite3* db_;
+  std::optional<std::vector<AccountRecord>> accounts_;  // listAccounts() cache
 };
 
 }  // namespace hv::store

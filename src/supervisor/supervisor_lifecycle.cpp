@@ -91,8 +91,10 @@ bool Supervisor::adopt(Instance& inst) {
   inst.ownChild = false;
   if (options_.cgroups && options_.cgroups->usable()) {
     auto run = os::RunCgroup::adopt(pid, *options_.cgroups);
-    if (run) inst.cgroup = std::move(*run);
-    else spdlog::warn("instance {}: pid {} is in none of our cgroups: {}", inst.spec.name, pid, run.error().message);
+    if (run) {
+      inst.cgroup = std::move(*run);
+      inst.cgroup->releaseSpawnFds();
+    } else spdlog::warn("instance {}: pid {} is in none of our cgroups: {}", inst.spec.name, pid, run.error().message);
     auto account = db_.findAccount(inst.spec.account);
     if (inst.cgroup && account && *account) {
       if (auto s = policeRun(inst, **account); !s)
@@ -243,6 +245,7 @@ void Supervisor::spawnNow(Instance& inst) {
     inst.lastExit = ExitInfo{false, 127, Millis(0)};
     return handleExit(inst, *inst.lastExit);
   }
+  if (inst.cgroup) inst.cgroup->releaseSpawnFds();
   inst.run = nextRun_++;
   inst.pid = child->pid;
   inst.ownChild = true;

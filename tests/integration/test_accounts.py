@@ -119,10 +119,12 @@ class AccountsTest(DaemonTestCase):
         status, body = self.d.api("POST", "/api/v1/accounts", {"name": "ann", "user": self.ann_user})
         self.assertEqual(status, 409, body)
         # Egress entries are checked by the parser the network policy applies.
-        for entry in ("db.example.com:5432", "[::1]/128:80", "10.0.0.0/33:1"):
+        # Host names are fine (resolved by the daemon); a malformed one is not.
+        for entry in ("db_example.com:5432", "db.example.com", "[::1]/128:80", "10.0.0.0/33:1"):
             cp = self.d.cli("account", "set", "bob", "--egress", entry, check=False)
             self.assertNotEqual(cp.returncode, 0, entry)
             self.assertIn("egress entry '%s'" % entry, cp.stderr)
+        self.d.cli("account", "set", "bob", "--egress", "db.example.com:5432")
         self.d.cli("account", "set", "bob", "--egress", "127.0.0.1/32:5432", "--egress", "[::1]:5432")
         # bob may have one instance.
         prog = self.program_in(self.bob)

@@ -60,6 +60,10 @@ class ApiMiscTest(DaemonTestCase):
                              "not Prometheus text format")
         mine = [line for line in samples if re.search(r'="metered"', line)]
         self.assertTrue(mine, "no sample labelled with the instance name:\n" + text)
+        # The front proxy's counters come with them (the harness runs a proxy).
+        for series in ("hostvisor_proxy_connections_total", "hostvisor_proxy_tunnels_open",
+                       "hostvisor_proxy_upstream_errors_total"):
+            self.assertRegex(text, r"(?m)^%s(\{[^}]*\})? \d+$" % series, text)
 
     def test_accounts_lists_default(self):
         status, accounts = self.d.api("GET", "/api/v1/accounts")
