@@ -69,6 +69,10 @@ while args:
 )PY";
 
 inline constexpr int kNobody = 65534;
+// The uid attackers run as. Per-user nft rules (meta skuid) police a uid
+// host-wide, so a test of them picks a uid of its own (attackerUid = ...):
+// ctest runs other tests' attackers as nobody at the same time.
+inline int attackerUid = kNobody;
 
 // A socket listening (TCP) or bound (UDP) on loopback, port chosen by the kernel.
 struct Listener {
@@ -123,8 +127,8 @@ inline std::optional<Attacker> startAttacker(const RunCgroup& run, const std::ve
   req.envp = {"PATH=/usr/bin:/bin"};
   req.stdinFd = in.read.get();
   req.stdoutFd = out.write.get();
-  req.uid = kNobody;
-  req.gid = kNobody;
+  req.uid = attackerUid;
+  req.gid = attackerUid;
   req.cgroupFd = run.v2DirFd();
   req.joinCgroupFds = run.procsFds();
   Result<Child> child = spawn(req);

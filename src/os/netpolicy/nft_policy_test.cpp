@@ -111,7 +111,8 @@ class NftPolicyTest : public ::testing::Test {
     return std::move(run).value();
   }
   RunTarget target(const RunCgroup& run) {
-    return RunTarget{cgroupIdOf(run.path()).value_or(0), run.v2DirFd() >= 0 ? run.path() : "", testing::kNobody};
+    return RunTarget{cgroupIdOf(run.path()).value_or(0), run.v2DirFd() >= 0 ? run.path() : "",
+                     static_cast<uid_t>(testing::attackerUid)};
   }
   void set(const RunTarget& t, const InstancePolicy& p) {
     Status ok = policy_->set(t, p);
@@ -211,6 +212,7 @@ TEST_F(NftPolicyTest, SurvivesARestartThenRetainOnlyDropsTheGone) {
 }
 
 TEST_F(NftPolicyTest, PerUserRulesShareOneSetAndNeverPoliceTheDaemon) {
+  testing::attackerUid = 61000 + ::getpid() % 4000;  // not nobody: see attackerUid
   openPolicy(/*perUser=*/true);
   ASSERT_FALSE(policy_->perRun());
   RunCgroup a = newRun(), b = newRun();
