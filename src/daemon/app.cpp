@@ -274,6 +274,9 @@ Result<int> serve(const Config& config) {
   // Route changes come in bursts (a restart is several state changes):
   // at most one setRoutes per loop turn, with the state as it is then.
   std::function<void()> routesChanged;
+  options.routeReserved = [&config](const std::string& instance, const std::string& route) {
+    return checkStaticConflict(instance, route, config.staticUpstreams);
+  };
   options.onChange = [&] {
     if (routesChanged) routesChanged();
   };

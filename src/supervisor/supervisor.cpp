@@ -95,6 +95,9 @@ std::vector<const store::InstanceRecord*> Supervisor::siblingsOf(const std::stri
 // shadowing another): the proxy would send that account's traffic to it.
 Status Supervisor::checkRouteFree(const store::InstanceRecord& spec) const {
   if (spec.route.empty()) return {};
+  if (options_.routeReserved) {
+    if (auto s = options_.routeReserved(spec.name, spec.route); !s) return s;
+  }
   for (const auto& [name, inst] : instances_) {
     if (name == spec.name || inst->spec.route.empty()) continue;
     const bool same = inst->spec.route == spec.route;

@@ -55,6 +55,9 @@ struct SupervisorOptions {
   std::vector<std::string> hidePaths;
   // Non-empty: strict mode found a mechanism missing; every start fails with it.
   std::string refuseStarts;
+  // Routes the daemon serves by other means (static upstreams): an instance
+  // route this refuses (kConflict, naming both) is refused at create and update.
+  std::function<Status(const std::string& instance, const std::string& route)> routeReserved;
   // Called (on the control thread) after any instance is created, changed,
   // deleted or changes state: the daemon updates the proxy's routes from it.
   std::function<void()> onChange;

@@ -113,6 +113,20 @@ access = ["deny 127.0.0.0/8"]
         self.assertEqual(status, 502, body)
         self.assertIn("upstream pair", body)
 
+    def test_an_instance_cannot_take_a_static_route(self):
+        d = self.d
+        body = {"name": "squat", "command": d.server_program(), "route": "stripped.test/api/", "start": False}
+        status, answer = d.api("POST", "/api/v1/instances", body)
+        self.assertEqual(status, 409, answer)
+        self.assertIn("stripped.test/api/", answer["error"]["message"])
+        # A route nested below it is another route: fine.
+        body.update(name="nested", route="stripped.test/api/v2/")
+        status, answer = d.api("POST", "/api/v1/instances", body)
+        self.assertEqual(status, 201, answer)
+        # Moving an instance onto it is refused the same way.
+        status, answer = d.api("PATCH", "/api/v1/instances/nested", {"route": "stripped.test/api/"})
+        self.assertEqual(status, 409, answer)
+
 
 class BadStaticConfig(unittest.TestCase):
     def refused(self, text):
