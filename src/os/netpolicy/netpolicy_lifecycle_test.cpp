@@ -13,17 +13,7 @@ namespace hv::os::netpolicy {
 namespace {
 
 using os::testing::ChildReaper;
-using testing::attack;
-using testing::entry;
-using testing::freePort;
-using testing::haveIpv6Loopback;
-using testing::lines;
-using testing::listenOn;
-using testing::startAttacker;
-using testing::waitFor;
-using NetPolicyTest = testing::NetPolicyTest;
-
-std::string str(uint16_t port) { return std::to_string(port); }
+using namespace testing;  // netpolicy_test_helpers.h: attack, entry, listenOn, str, ...
 
 void sendFrom(const testing::Listener& from, uint16_t to, const std::string& payload) {
   sockaddr_in dst{};

@@ -14,17 +14,7 @@ namespace hv::os::netpolicy {
 namespace {
 
 using os::testing::ChildReaper;
-using testing::attack;
-using testing::entry;
-using testing::freePort;
-using testing::haveIpv6Loopback;
-using testing::lines;
-using testing::listenOn;
-using testing::startAttacker;
-using testing::waitFor;
-using NetPolicyTest = testing::NetPolicyTest;
-
-std::string str(uint16_t port) { return std::to_string(port); }
+using namespace testing;  // netpolicy_test_helpers.h: attack, entry, listenOn, str, ...
 
 // A non-blocking connect from here (a cgroup without policy) to 127.0.0.1:port.
 UniqueFd connectFromOutside(uint16_t port) {

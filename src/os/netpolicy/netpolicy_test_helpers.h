@@ -193,5 +193,6 @@ inline AllowEntry entry(const char* cidr, uint16_t port, uint8_t protocol = 0) {
 }
 
 inline std::vector<std::string> lines(std::initializer_list<const char*> l) { return {l.begin(), l.end()}; }
+inline std::string str(uint16_t port) { return std::to_string(port); }
 
 }  // namespace hv::os::netpolicy::testing

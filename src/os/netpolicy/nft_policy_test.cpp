@@ -12,16 +12,7 @@
 namespace hv::os::netpolicy {
 namespace {
 
-using testing::attack;
-using testing::entry;
-using testing::freePort;
-using testing::haveIpv6Loopback;
-using testing::lines;
-using testing::listenOn;
-using testing::startAttacker;
-using testing::waitFor;
-
-std::string str(uint16_t port) { return std::to_string(port); }
+using namespace testing;  // netpolicy_test_helpers.h: attack, entry, listenOn, str, ...
 
 TEST(NftRules, OutputAllowsListedPeersAndOwnPortThenResetsOrDrops) {
   InstancePolicy p{8080, {entry("127.0.0.1", 5432, 6), entry("0.0.0.0/0", 443), entry("::ffff:10.0.0.0/104", 0)}};
