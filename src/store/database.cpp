@@ -74,6 +74,7 @@ Status Database::exec(const std::string& sql) {
   // and every later BEGIN would then fail; end it so the connection recovers.
   if (sql == "COMMIT" && !sqlite3_get_autocommit(db_)) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    accounts_.reset();
   }
   return fail(Errc::kInternal, "sqlite: " + text);
 }

@@ -50,6 +50,7 @@ class Database {
     Status result = body();
     if (!result) {
       (void)exec("ROLLBACK");
+      accounts_.reset();  // it may hold what was just rolled back
       return result;
     }
     return exec("COMMIT");

@@ -137,6 +137,21 @@ TEST_F(DatabaseTest, AccountRoundTripsEveryField) {
   expectSame(**found, a);
 }
 
+// Accounts are served from a cache: every write must show in the next read.
+TEST_F(DatabaseTest, AccountReadsSeeEveryWrite) {
+  ASSERT_TRUE(db_->insertAccount(account("alice")));
+  ASSERT_EQ(db_->listAccounts()->size(), 1u);  // fills the cache
+  ASSERT_TRUE(db_->insertAccount(account("bob")));
+  EXPECT_EQ(db_->listAccounts()->size(), 2u);
+  AccountRecord changed = account("bob");
+  changed.maxInstances = 7;
+  ASSERT_TRUE(db_->updateAccount(changed));
+  EXPECT_EQ((*db_->findAccount("bob"))->maxInstances, 7);
+  ASSERT_TRUE(db_->deleteAccount("bob"));
+  EXPECT_FALSE(*db_->findAccount("bob"));
+  EXPECT_EQ(db_->listAccounts()->size(), 1u);
+}
+
 TEST_F(DatabaseTest, InstanceRoundTripsEveryField) {
   addAlice();
   InstanceRecord i = fullInstance();
