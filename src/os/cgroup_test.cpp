@@ -332,6 +332,26 @@ TEST_F(CgroupTest, RemoveDeletesEveryDirectoryOnceEmpty) {
   EXPECT_TRUE(r->isEmpty());
 }
 
+// What the supervisor does after every spawn: the run keeps working by path.
+TEST_F(CgroupTest, AReleasedRunStillReportsKillsAndRemoves) {
+  Result<RunCgroup> r = run(1);
+  ASSERT_TRUE(r) << r.error().message;
+  Result<Child> child = spawn(shellIn(*r, "exec sleep 60"));
+  ASSERT_TRUE(child) << child.error().message;
+  ChildReaper reaper(child->pidfd.get());
+  r->releaseSpawnFds();
+  EXPECT_EQ(r->v2DirFd(), -1);
+  EXPECT_TRUE(r->procsFds().empty());
+  EXPECT_FALSE(r->isEmpty());
+  Result<CgroupStats> stats = r->stats();
+  ASSERT_TRUE(stats) << stats.error().message;
+  EXPECT_TRUE(stats->cpuNanos || stats->memoryBytes || stats->pidsCurrent);
+  ASSERT_TRUE(r->killAll());
+  ASSERT_TRUE(waitEmpty(*r));
+  ASSERT_TRUE(r->remove());
+  for (const std::string& dir : r->paths()) EXPECT_FALSE(exists(dir)) << dir;
+}
+
 TEST_F(CgroupTest, RemoveEmptyRunsKeepsTheLiveOnes) {
   Result<RunCgroup> live = run(1);
   Result<RunCgroup> ended = run(2);
