@@ -80,7 +80,8 @@ std::expected<LogFollowTarget, Response> Api::logFollowTarget(const Request& req
   auto found = supervisor_.get(seg[3]);
   if (!found || !caller->owns(found->spec.account))
     return refuse(404, "not_found", fmt::format("no instance named '{}'", seg[3]));
-  LogFollowTarget target{&supervisor_.logs(), &supervisor_.rotator(), seg[3], 100};
+  LogFollowTarget target{&supervisor_.logs(), [sup = &supervisor_, name = std::string(seg[3])] { return sup->has(name); },
+                         seg[3], 100};
   if (auto n = url->params().find("n"); n != url->params().end()) {
     long long lines = 0;
     if (!(*n).has_value || !parseInt((*n).value, 0, 1'000'000, &lines))

@@ -48,6 +48,9 @@ json::object instanceToJson(const InstanceStatus& s) {
   o["rss_bytes"] = s.rssBytes ? json::value(*s.rssBytes) : json::value(nullptr);
   o["blocked"] = json::object{{"bind", s.blocked.bind}, {"connect", s.blocked.connect},
                               {"sendmsg", s.blocked.sendmsg}, {"ingress", s.blocked.ingress}};
+  o["log"] = json::object{{"written_bytes", s.output.writtenBytes},
+                          {"dropped_lines", s.output.droppedLines},
+                          {"dropped_bytes", s.output.droppedBytes}};
   o["start_secs"] = spec.startSecs;
   o["ready"] = spec.ready == store::ReadyCheck::kPort ? "port" : "start_secs";
   o["stop_signal"] = spec.stopSignal;

@@ -24,6 +24,7 @@ using boost::system::error_code;
 namespace {
 
 constexpr size_t kFrameBytes = 64 * 1024;
+constexpr int kMaxRotated = 9;  // NAME.log.1 … NAME.log.9 (LogFiles::remove)
 
 template <class Protocol>
 class LogStream : public std::enable_shared_from_this<LogStream<Protocol>> {
@@ -41,17 +42,18 @@ class LogStream : public std::enable_shared_from_this<LogStream<Protocol>> {
  private:
   void onAccept(error_code ec) {
     if (ec) return;
-    const std::string path = target_.logs->pathOf(target_.instance);
-    file_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_CREAT, 0640));
+    path_ = target_.logs->pathOf(target_.instance);
+    file_.reset(::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_CREAT, 0640));
     int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (!file_ || fd < 0 || ::inotify_add_watch(fd, path.c_str(), IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF) < 0) {
+    if (!file_ || fd < 0 || ::inotify_add_watch(fd, path_.c_str(), IN_MODIFY) < 0 ||
+        ::inotify_add_watch(fd, target_.logs->dir().c_str(), IN_CREATE | IN_MOVED_TO | IN_DELETE) < 0) {
       if (fd >= 0) ::close(fd);
       return closeWith("cannot watch the log: " + std::string(std::strerror(errno)));
     }
     inotify_.assign(fd);
-    generation_ = target_.rotator->generation(target_.instance);
     struct stat st {};
     ::fstat(file_.get(), &st);
+    inode_ = st.st_ino;
     offset_ = st.st_size;
     // The tail up to `offset_`, then everything after it: no gap, no repeat.
     auto tail = target_.logs->tail(target_.instance, target_.lines, offset_);
@@ -71,19 +73,9 @@ class LogStream : public std::enable_shared_from_this<LogStream<Protocol>> {
   }
 
   void doWatch() {
-    inotify_.async_read_some(asio::buffer(events_), [self = this->shared_from_this()](error_code ec, size_t n) {
+    inotify_.async_read_some(asio::buffer(events_), [self = this->shared_from_this()](error_code ec, size_t) {
       if (ec) return;
-      bool deleted = false;
-      for (size_t pos = 0; pos + sizeof(inotify_event) <= n;) {
-        auto* ev = reinterpret_cast<const inotify_event*>(self->events_.data() + pos);
-        deleted |= (ev->mask & (IN_DELETE_SELF | IN_IGNORED)) != 0;
-        pos += sizeof(inotify_event) + ev->len;
-      }
-      // Our open fd keeps the inode alive, so unlink shows up as IN_ATTRIB
-      // (link count) rather than IN_DELETE_SELF: ask the inode.
-      struct stat st {};
-      deleted |= ::fstat(self->file_.get(), &st) == 0 && st.st_nlink == 0;
-      if (deleted) {
+      if (self->target_.exists && !self->target_.exists()) {
         self->doSend();  // the last bytes first, if the socket is free
         return self->closeWith("instance deleted");
       }
@@ -92,7 +84,7 @@ class LogStream : public std::enable_shared_from_this<LogStream<Protocol>> {
     });
   }
 
-  // Sends what is pending, else what the file gained since `offset_`.
+  // Sends what is pending, else what the log gained since `offset_`.
   void doSend() {
     if (sending_ || closed_) return;
     if (pending_.empty()) readMore();
@@ -108,27 +100,32 @@ class LogStream : public std::enable_shared_from_this<LogStream<Protocol>> {
   }
 
   void readMore() {
-    if (rotated_ && readChunk(rotated_.get(), rotatedOffset_)) return;
-    rotated_.reset();
-    const uint64_t generation = target_.rotator->generation(target_.instance);
-    if (generation != generation_) {
-      // Rotated: the bytes we had not sent are in NAME.log.1 at the same
-      // offsets (it is a copy). More than one rotation behind: the ones in
-      // between are older files; say so and go on from the newest.
-      if (generation > generation_ + 1)
-        pending_ = fmt::format("[hostvisor: this follower fell {} log rotation(s) behind; "
-                               "their output was skipped]\n", generation - generation_ - 1);
-      rotated_.reset(::open((target_.logs->pathOf(target_.instance) + ".1").c_str(), O_RDONLY | O_CLOEXEC));
-      rotatedOffset_ = generation > generation_ + 1 ? 0 : offset_;
-      generation_ = generation;
-      offset_ = 0;
-      if (!pending_.empty()) return;
-      if (rotated_ && readChunk(rotated_.get(), rotatedOffset_)) return;
-      rotated_.reset();
+    if (readChunk(file_.get(), offset_)) return;
+    // At the end of the file we hold. Still NAME.log? Then nothing is new.
+    struct stat now {};
+    if (::stat(path_.c_str(), &now) == 0 && now.st_ino == inode_) return;
+    if (moveOn()) readChunk(file_.get(), offset_);
+  }
+
+  // Our file was rotated away (renamed to NAME.log.k) or removed: go on with
+  // the next newer one. False if there is none yet (NAME.log not recreated).
+  bool moveOn() {
+    int k = 0;
+    for (int i = 1; i <= kMaxRotated && k == 0; ++i) {
+      struct stat st {};
+      if (::stat(fmt::format("{}.{}", path_, i).c_str(), &st) == 0 && st.st_ino == inode_) k = i;
     }
+    const std::string next = k > 1 ? fmt::format("{}.{}", path_, k - 1) : path_;
+    UniqueFd fd(::open(next.c_str(), O_RDONLY | O_CLOEXEC));
     struct stat st {};
-    if (::fstat(file_.get(), &st) == 0 && st.st_size < offset_) offset_ = 0;  // truncated by hand
-    readChunk(file_.get(), offset_);
+    if (!fd || ::fstat(fd.get(), &st) < 0) return false;
+    if (k == 0 && st.st_ino != inode_ && ::access((path_ + ".1").c_str(), F_OK) == 0)
+      pending_ = "[hostvisor: this follower fell behind log rotation; output in files already deleted was skipped]\n";
+    if (next == path_) (void)::inotify_add_watch(inotify_.native_handle(), path_.c_str(), IN_MODIFY);
+    file_ = std::move(fd);
+    inode_ = st.st_ino;
+    offset_ = 0;
+    return pending_.empty();
   }
 
   // Reads up to one frame from `fd` at `offset` into pending_; false at EOF.
@@ -158,11 +155,10 @@ class LogStream : public std::enable_shared_from_this<LogStream<Protocol>> {
   websocket::stream<beast::basic_stream<Protocol>> ws_;
   LogFollowTarget target_;
   asio::posix::stream_descriptor inotify_;
-  UniqueFd file_;
-  off_t offset_ = 0;
-  uint64_t generation_ = 0;  // the rotator's count when offset_ was last valid
-  UniqueFd rotated_;         // NAME.log.1 while draining what rotation moved there
-  off_t rotatedOffset_ = 0;
+  std::string path_;  // NAME.log
+  UniqueFd file_;     // the file being followed: NAME.log, or a rotated one while catching up
+  ino_t inode_ = 0;   // of file_
+  off_t offset_ = 0;  // in file_
   std::array<char, 4096> events_{};
   beast::flat_buffer incoming_;
   std::string pending_;

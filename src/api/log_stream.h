@@ -3,10 +3,15 @@
 // frames (logs need not be UTF-8), until the client goes away or the log is
 // deleted (close code 1000, reason "instance deleted").
 //
-// Event-driven: inotify on the file (IN_MODIFY; IN_ATTRIB for unlink) wakes it, it
-// never polls. A truncated file (rotation by copy-truncate) is followed from
-// its new start; what it had not sent yet is read from NAME.log.1 first. At most one frame is in flight, 64 KiB each, so a slow
-// client holds a bounded buffer and the program writing the log never waits.
+// Event-driven: inotify on the file (IN_MODIFY) and on the logs directory
+// (a file created, renamed or removed) wakes it, it never polls. Rotation
+// renames NAME.log to NAME.log.1 (logkeeper/keeper.h): the open descriptor
+// still reads the old file to its end, then the follower moves on to the
+// next newer file — NAME.log.(k-1) if it fell k rotations behind, then
+// NAME.log — so no byte is skipped or repeated; only a file already deleted
+// by rotation is skipped, and that is said. At most one frame is in flight,
+// 64 KiB each, so a slow client holds a bounded buffer and the program
+// writing the log never waits.
 // Runs on the control io_context's thread.
 #pragma once
 
@@ -18,13 +23,13 @@
 
 #include "api/api.h"
 #include "supervisor/log_files.h"
-#include "supervisor/log_rotator.h"
+#include <functional>
 
 namespace hv::api {
 
 struct LogFollowTarget {
   const supervisor::LogFiles* logs = nullptr;
-  const supervisor::LogRotator* rotator = nullptr;
+  std::function<bool()> exists;  // false once the instance is deleted
   std::string instance;
   int lines = 100;  // how many past lines to send first
 };

@@ -66,6 +66,11 @@ std::string renderMetrics(const std::vector<supervisor::InstanceStatus>& instanc
       out += fmt::format("hostvisor_instance_blocked_total{{instance=\"{}\",account=\"{}\",kind=\"{}\"}} {}\n",
                          escapeLabel(i.spec.name), escapeLabel(i.spec.account), kind, n);
   }
+  out += "# HELP hostvisor_instance_log_dropped_lines_total Output lines lost (log buffer or disk full).\n"
+         "# TYPE hostvisor_instance_log_dropped_lines_total counter\n";
+  for (const auto& i : instances)
+    out += fmt::format("hostvisor_instance_log_dropped_lines_total{{instance=\"{}\",account=\"{}\"}} {}\n",
+                       escapeLabel(i.spec.name), escapeLabel(i.spec.account), i.output.droppedLines);
   out += "# HELP hostvisor_instance_rss_bytes Anonymous memory of the current run (its cgroup).\n"
          "# TYPE hostvisor_instance_rss_bytes gauge\n";
   for (const auto& i : instances) {

@@ -1,5 +1,7 @@
 #include "daemon/app.h"
 
+#include "logkeeper/client.h"
+
 #include <fmt/format.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -20,6 +22,7 @@
 #include "base/scope_exit.h"
 #include "daemon/data_dir.h"
 #include "daemon/routes.h"
+#include "logkeeper/client.h"
 #include "proxy/proxy.h"
 #include "proxy/stats_text.h"
 #include "os/cgroup.h"
@@ -253,7 +256,13 @@ Result<int> serve(const Config& config) {
   options.logDir = dataDir + "/logs";
   options.portLo = config.portLo;
   options.portHi = config.portHi;
-  options.logRotation = supervisor::RotationPolicy{config.logMaxBytes, config.logKeep};
+  // The programs' output goes through pipes the log keeper drains; it
+  // outlives this daemon, and the next one takes the pipes back.
+  logkeeper::Client logKeeper(io, logkeeper::ClientOptions{dataDir + "/log-keeper.sock", dataDir,
+                                                           dataDir + "/log-keeper.log", config.logMaxBytes,
+                                                           config.logKeep});
+  if (auto s = logKeeper.start(); !s) return std::unexpected(s.error());
+  options.output = &logKeeper;
   std::vector<os::MechanismReport> mechanisms{runAsAccount(config)};
   mechanisms.push_back({"no_new_privs", true, "PR_SET_NO_NEW_PRIVS before exec: setuid helpers gain nothing"});
   std::optional<os::Cgroups> cgroups = openCgroups(dataDir, mechanisms);
@@ -300,11 +309,15 @@ Result<int> serve(const Config& config) {
   ScopeExit releaseCgroups([&] {
     const auto all = supervisor.list();
     const bool anyActive = std::any_of(all.begin(), all.end(), [](const auto& s) { return supervisor::isActive(s.state); });
-    if (anyActive) return;
+    if (anyActive || supervisor.anyProcess()) return;
+    logKeeper.quit();  // no program left to write: it writes out what it holds and exits
     (void)os::netpolicy::removeAll(pinName(dataDir));  // BPF pins or nft table, whichever it used
     if (cgroups && cgroups->usable()) (void)cgroups->destroy();
   });
   if (auto s = supervisor.load(); !s) return std::unexpected(s.error());
+  for (const auto& name : logKeeper.names()) {
+    if (!supervisor.has(name)) logKeeper.release(name);  // deleted while its pipe was kept
+  }
   publishRoutes();
 
   bool stopInstances = config.stopInstancesOnExit;

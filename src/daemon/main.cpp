@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "daemon/app.h"
 #include "daemon/config.h"
+#include "logkeeper/keeper.h"
 
 namespace {
 
@@ -41,6 +42,14 @@ void addServe(CLI::App& app, hv::cli::GlobalOptions& global, int* exitCode) {
   });
 }
 
+// Started by the daemon, never by hand: the listening socket is fd 0
+// (logkeeper/client.cpp). No description: hidden from --help.
+void addLogKeeper(CLI::App& app, int* exitCode) {
+  auto* cmd = app.add_subcommand("log-keeper", "");
+  cmd->group("");
+  cmd->callback([exitCode] { *exitCode = hv::logkeeper::runKeeper(0); });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -51,6 +60,7 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", global.dataDir, "data directory (env HOSTVISOR_DATA_DIR)");
   int exitCode = 0;
   addServe(app, global, &exitCode);
+  addLogKeeper(app, &exitCode);
   hv::cli::addClientCommands(app, global, &exitCode);
   try {
     app.parse(argc, argv);

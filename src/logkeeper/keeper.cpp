@@ -46,6 +46,7 @@ struct Pipe {
   uint64_t unreportedBytes = 0;
   std::string dropReason;
   bool queued = false;           // in Keeper::ready_
+  bool writing = false;          // the writer holds chunks of it
   bool detached = false;         // the writer closes it after the last chunk
   // The writer thread's alone:
   UniqueFd file;
@@ -163,11 +164,16 @@ class Keeper {
       std::lock_guard lock(mu_);
       maxBytes_ = std::strtoll(std::string(m.get("max_size")).c_str(), nullptr, 10);
       keep_ = std::atoi(std::string(m.get("keep")).c_str());
-      return Message("ok");
+      // SO_PEERCRED would name whoever called listen(): the daemon.
+      return Message("ok").with("pid", std::to_string(::getpid()));
     }
     if (m.kind == "attach") return attach(m);
     if (m.kind == "detach") {
       detach(std::string(m.get("name")));
+      return Message("ok");
+    }
+    if (m.kind == "flush") {
+      flush(std::string(m.get("name")));
       return Message("ok");
     }
     if (m.kind == "fetch") {
@@ -204,14 +210,21 @@ class Keeper {
     return Message("ok");
   }
 
+  // The instance is deleted (its files go next) or its pipe replaced: what
+  // is still buffered is discarded, and once the writer is done with it the
+  // file is closed — nothing recreates NAME.log after the reply.
   void detach(const std::string& name) {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     for (auto it = pipes_.begin(); it != pipes_.end(); ++it) {
       if (it->second->name != name) continue;
-      ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second->readEnd.get(), nullptr);
-      it->second->detached = true;
-      enqueue(it->second);  // the writer writes what is left, then closes the file
+      std::shared_ptr<Pipe> pipe = it->second;
+      ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, pipe->readEnd.get(), nullptr);
+      pipe->detached = true;
+      pipe->chunks.clear();
+      pipe->pending = 0;
       pipes_.erase(it);
+      written_.wait_for(lock, std::chrono::milliseconds(500), [&] { return !pipe->writing; });
+      if (!pipe->writing) pipe->file.reset();  // else the writer closes it when done
       return;
     }
   }
@@ -229,6 +242,28 @@ class Keeper {
       m.fds.emplace_back(::fcntl(p->writeEnd.get(), F_DUPFD_CLOEXEC, 0));
       (void)send(client_.get(), m);
     }
+  }
+
+  // Reads what NAME's pipe holds and waits (bounded) until it is in the
+  // file: the daemon reads a crashed program's last lines right after.
+  void flush(const std::string& name) {
+    std::shared_ptr<Pipe> pipe;
+    uint64_t id = 0;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [i, p] : pipes_) {
+        if (p->name == name) {
+          pipe = p;
+          id = i;
+        }
+      }
+    }
+    if (!pipe) return;
+    std::string buffer(kReadChunk, '\0');
+    for (int i = 0; i < 64 && readPipe(id, buffer); ++i) {
+    }
+    std::unique_lock lock(mu_);
+    written_.wait_for(lock, std::chrono::milliseconds(500), [&] { return !pipe->queued && !pipe->writing; });
   }
 
   // "name=written,droppedLines,droppedBytes" lines, in messages below kMaxMessage.
@@ -302,6 +337,7 @@ class Keeper {
       std::shared_ptr<Pipe> pipe = std::move(ready_.front());
       ready_.pop_front();
       pipe->queued = false;
+      pipe->writing = true;
       std::deque<std::string> chunks = std::move(pipe->chunks);
       pipe->chunks.clear();
       pipe->pending = 0;
@@ -310,24 +346,40 @@ class Keeper {
       lock.unlock();
       writeOut(*pipe, chunks, maxBytes, keep);
       lock.lock();
-      if (pipe->detached && !pipe->queued) pipe->file.reset();
+      pipe->writing = false;
+      if (pipe->detached) pipe->file.reset();
+      written_.notify_all();
     }
   }
 
   // The writer thread; takes mu_ only to count.
+  // A file never grows past maxBytes unless one line is longer: a chunk is
+  // cut after its last line that fits, the file rotated, the rest goes on.
   void writeOut(Pipe& p, std::deque<std::string>& chunks, int64_t maxBytes, int keep) {
-    for (std::string& chunk : chunks) {
-      std::string reason;
-      if (!writeReport(p, reason) || !writeAll(p, chunk, reason)) {
-        std::lock_guard lock(mu_);
-        drop(p, chunk, reason);
-        continue;
+    for (const std::string& chunk : chunks) {
+      std::string_view rest = chunk;
+      while (!rest.empty()) {
+        std::string_view piece = rest;
+        if (maxBytes > 0 && p.size + static_cast<int64_t>(piece.size()) > maxBytes) {
+          const size_t room = static_cast<size_t>(std::max<int64_t>(0, maxBytes - p.size));
+          const size_t cut = piece.substr(0, room).rfind('\n');
+          if (cut != std::string_view::npos) piece = piece.substr(0, cut + 1);
+          else if (p.size > 0) piece = {};  // start the line in a fresh file
+          else piece = piece.substr(0, std::min(piece.size(), piece.find('\n') + 1));  // one long line
+        }
+        if (!piece.empty()) {
+          std::string reason;
+          if (!writeReport(p, reason) || !writeAll(p, piece, reason)) {
+            std::lock_guard lock(mu_);
+            drop(p, rest, reason);
+            break;
+          }
+          std::lock_guard lock(mu_);
+          p.written += piece.size();
+        }
+        rest.remove_prefix(piece.size());
+        if (maxBytes > 0 && (!rest.empty() || p.size >= maxBytes)) rotate(p, keep);
       }
-      {
-        std::lock_guard lock(mu_);
-        p.written += chunk.size();
-      }
-      if (maxBytes > 0 && p.size > maxBytes) rotate(p, keep);
     }
   }
 
@@ -395,7 +447,8 @@ class Keeper {
   bool quit_ = false;
   uint64_t nextId_ = kFirstPipe;
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;       // the writer waits for work
+  std::condition_variable written_;  // flush waits for the writer
   std::map<uint64_t, std::shared_ptr<Pipe>> pipes_;  // under mu_
   std::deque<std::shared_ptr<Pipe>> ready_;          // under mu_
   int64_t maxBytes_ = 10 << 20;                      // under mu_

@@ -8,6 +8,7 @@
 //   config  max_size keep                   ok | error message
 //   attach  name path     + read, write end ok | error message
 //   detach  name                            ok
+//   flush   name                            ok, once what the pipe held is in the file
 //   fetch                                   pipe name path + read, write end … end
 //   stats                                   stats name=written,lines,bytes … (several) end
 //   quit                                    ok, then it drains and exits
@@ -30,9 +31,13 @@ struct Message {
 
   Message() = default;
   explicit Message(std::string k) : kind(std::move(k)) {}
-  Message& with(std::string key, std::string value) {
+  Message& with(std::string key, std::string value) & {
     fields.emplace_back(std::move(key), std::move(value));
     return *this;
+  }
+  Message&& with(std::string key, std::string value) && {
+    fields.emplace_back(std::move(key), std::move(value));
+    return std::move(*this);
   }
   // "" when absent.
   std::string_view get(std::string_view key) const;

@@ -27,7 +27,6 @@ Supervisor::Supervisor(asio::io_context& io, store::Database& db, const Clock& c
       ports_(options_.portLo, options_.portHi,
              options_.portInUse ? options_.portInUse : [](uint16_t p) { return os::tcpPortInUse(p); }),
       logs_(options_.logDir),
-      rotator_(io, logs_, options_.logRotation),
       daemonUid_(::geteuid()) {}
 
 Supervisor::~Supervisor() = default;
@@ -47,6 +46,10 @@ InstanceStatus Supervisor::snapshot(const Instance& inst) const {
   s.lastExit = inst.lastExit;
   s.reason = inst.reason;
   s.blocked = inst.blockedBefore;
+  if (options_.output) {
+    const auto& all = options_.output->stats();
+    if (auto it = all.find(inst.spec.name); it != all.end()) s.output = it->second;
+  }
   if (inst.netId != 0 && options_.netPolicy) {
     if (auto now = options_.netPolicy->blocked(inst.netId)) {
       s.blocked.bind += now->bind;
@@ -265,6 +268,7 @@ void Supervisor::remove(const std::string& name, std::function<void(Status)> don
     if (!inst) return done(std::unexpected(notFoundError(name)));
     if (auto s = db_.deleteInstance(name); !s) return done(s);
     ports_.release(static_cast<uint16_t>(inst->spec.port));
+    if (options_.output) options_.output->release(name);
     logs_.remove(name);
     if (options_.cgroups && options_.cgroups->usable()) {
       if (auto s = options_.cgroups->removeInstance(name); !s) spdlog::warn("instance {}: {}", name, s.error().message);
@@ -276,6 +280,13 @@ void Supervisor::remove(const std::string& name, std::function<void(Status)> don
     notifyChanged();
     done({});
   });
+}
+
+bool Supervisor::anyProcess() const {
+  for (const auto& [name, inst] : instances_) {
+    if (inst->pid > 0) return true;
+  }
+  return false;
 }
 
 }  // namespace hv::supervisor

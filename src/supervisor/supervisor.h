@@ -23,11 +23,11 @@
 #include "os/mount_ns.h"
 #include "os/netpolicy/enforcer.h"
 #include "os/seccomp.h"
+#include "logkeeper/client.h"
 #include "store/database.h"
 #include "supervisor/egress.h"
 #include "supervisor/instance_state.h"
 #include "supervisor/log_files.h"
-#include "supervisor/log_rotator.h"
 #include "supervisor/port_pool.h"
 #include "supervisor/restart_policy.h"
 
@@ -39,7 +39,9 @@ struct SupervisorOptions {
   uint16_t portHi = 29999;
   PortPool::InUseProbe portInUse;  // default: os::tcpPortInUse
   RestartParams restart;           // mode and startSecs are taken per instance
-  RotationPolicy logRotation;
+  // The log keeper that drains every program's stdout/stderr pipe into
+  // NAME.log (rotating it) and outlives the daemon. Required.
+  logkeeper::Client* output = nullptr;
   // One fresh cgroup per run (limits, whole-tree kill, stats); null or not
   // usable() = the host has none: process groups only (reported at start).
   const os::Cgroups* cgroups = nullptr;
@@ -77,6 +79,7 @@ struct InstanceStatus {
   std::optional<double> cpuSeconds;  // of the current run, from its cgroup
   std::optional<int64_t> rssBytes;   // anonymous memory of the current run
   os::netpolicy::BlockedCounts blocked;  // attempts the network policy refused, since create
+  logkeeper::OutputStats output;     // its log pipe, since the keeper has it
 };
 
 class Supervisor {
@@ -114,7 +117,9 @@ class Supervisor {
   std::vector<InstanceStatus> list() const;  // ordered by name
   size_t countOf(const std::string& account) const;
   const LogFiles& logs() const { return logs_; }
-  const LogRotator& rotator() const { return rotator_; }
+  bool has(const std::string& name) const { return instances_.contains(name); }
+  // A program of ours is alive (running, starting or stopping).
+  bool anyProcess() const;
 
  private:
   struct Instance;
@@ -158,7 +163,6 @@ class Supervisor {
   SupervisorOptions options_;
   PortPool ports_;
   LogFiles logs_;
-  LogRotator rotator_;
   uid_t daemonUid_;
   uint64_t nextRun_ = 1;
   std::map<std::string, std::unique_ptr<Instance>> instances_;

@@ -57,7 +57,6 @@ std::string signalName(int sig) {
 }  // namespace
 
 Status Supervisor::load() {
-  if (auto s = rotator_.start(); !s) return s;
   auto rows = db_.listInstances();
   if (!rows) return std::unexpected(rows.error());
   for (auto& row : *rows) {
@@ -180,8 +179,9 @@ void Supervisor::spawnNow(Instance& inst) {
   if (!account) return failStart(account.error());
   if (!*account) return failStart(Error::make(Errc::kNotFound, "its account no longer exists"));
   if (auto s = validateCommandPlace(inst.spec.command, **account); !s) return failStart(s.error());
-  auto logFd = logs_.openForAppend(name);
-  if (!logFd) return failStart(logFd.error());
+  if (!options_.output) return failStart(Error::make(Errc::kUnavailable, "no log keeper"));
+  auto output = options_.output->outputFor(name, logs_.pathOf(name));
+  if (!output) return failStart(output.error());
 
   os::SpawnRequest req = planSpawn(inst.spec, **account, (*account)->uid != daemonUid_);
   req.rlimitNofile = (*account)->maxOpenFiles;
@@ -205,8 +205,8 @@ void Supervisor::spawnNow(Instance& inst) {
     mounts = std::move(*plan);
     req.mounts = &*mounts;
   }
-  req.stdoutFd = logFd->get();
-  req.stderrFd = logFd->get();
+  req.stdoutFd = *output;
+  req.stderrFd = *output;
   std::optional<os::RunCgroup> cgroup;
   if (options_.cgroups && options_.cgroups->usable()) {
     // A fresh cgroup per run: never reuse one that saw cgroup.kill (cgroup.h).
@@ -355,6 +355,8 @@ void Supervisor::reapCgroup(Instance& inst, std::function<void(Instance&)> then)
 
 void Supervisor::handleExit(Instance& inst, const ExitInfo& exit) {
   const std::string& name = inst.spec.name;
+  // Its last words first (they may still be in the pipe), then ours.
+  if (options_.output) options_.output->flush(name);
   if (inst.state == State::kStopping) {
     ++inst.timerGen;
     inst.timer.cancel();
