@@ -10,6 +10,7 @@ PACKAGES=(
   # libraries (see ../shared/ARCHITECTURE.md)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libsqlite3-dev libssl-dev libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev libseccomp-dev clang libbpf-dev bpftool libnftables-dev nftables
+  libelf-dev zlib1g-dev  # libbpf.a needs libelf.a and libz.a (HV_STATIC_DEPS)
   # tests
   libgtest-dev libgmock-dev python3 python3-websockets procps iproute2
   openssl websocketd node-ws nodejs chromium  # proxy tests (test_proxy_*.py), browser test (tests/e2e)

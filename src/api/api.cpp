@@ -121,11 +121,21 @@ void Api::handleApi(Call& call, const Caller& caller) {
 }
 
 void Api::listInstances(Call& call, const Caller& caller) {
-  json::array out;
-  for (const InstanceStatus& s : supervisor_.list()) {
-    if (caller.owns(s.spec.account)) out.push_back(instanceToJson(s));
+  const std::vector<InstanceStatus> all = supervisor_.list();
+  // One string, sized from the last list: no reallocation while writing.
+  std::string out;
+  out.reserve(std::max<size_t>(listBytesHint_, 64) + 1024);
+  out.push_back('[');
+  bool first = true;
+  for (const InstanceStatus& s : all) {
+    if (!caller.owns(s.spec.account)) continue;
+    if (!first) out.push_back(',');
+    first = false;
+    appendInstanceJson(out, s);
   }
-  call.sendJson(200, out);
+  out.append("]\n");
+  listBytesHint_ = out.size();
+  call.send(200, std::move(out));
 }
 
 void Api::createInstance(Call& call, const Caller& caller) {
@@ -147,7 +157,7 @@ void Api::createInstance(Call& call, const Caller& caller) {
   supervisor_.whenSettled(created->spec.name, std::chrono::seconds(30),
                           [call](Result<InstanceStatus> r) mutable {
                             if (!r) return call.sendError(r.error());
-                            call.sendJson(201, instanceToJson(*r));
+                            call.send(201, instanceJson(*r) + "\n");
                           });
 }
 
@@ -209,7 +219,7 @@ void Api::audit(const Caller& caller, std::string_view action, std::string_view 
 
 void Api::answerInstance(Call& call, const Result<InstanceStatus>& r, int status) {
   if (!r) return call.sendError(r.error());
-  call.sendJson(status, instanceToJson(*r));
+  call.send(status, instanceJson(*r) + "\n");
 }
 
 void Api::answerSettled(Call& call, const std::string& name, Result<InstanceStatus> r) {

@@ -81,6 +81,7 @@ class Api {
   store::Database& db_;
   Authenticator auth_;
   ApiHooks hooks_;
+  size_t listBytesHint_ = 0;  // size of the last list body, to reserve the next
 };
 
 }  // namespace hv::api

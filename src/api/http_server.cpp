@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,8 +29,17 @@ using boost::system::error_code;
 struct HttpServer::Shared {
   Api& api;
   HttpLimits limits;
+  asio::steady_timer trim;
   size_t connections = 0;
   bool closed = false;
+
+  // (Re)arms the trim: it runs once large answers have stopped for trimDelay.
+  void trimSoon() {
+    trim.expires_after(limits.trimDelay);
+    trim.async_wait([](error_code ec) {
+      if (!ec) ::malloc_trim(0);
+    });
+  }
 };
 
 namespace {
@@ -85,6 +95,9 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   }
 
   void onWrite(bool keepAlive, error_code ec, size_t) {
+    const bool large = res_.body().size() >= shared_->limits.trimAfterBytes;
+    res_ = {};  // free the body now, not with the next answer or the session
+    if (large && !shared_->closed) shared_->trimSoon();
     if (ec || !keepAlive || shared_->closed) return doClose();
     doRead(shared_->limits.idleTimeout);
   }
@@ -179,7 +192,7 @@ Status startListener(asio::io_context& io, typename Protocol::endpoint endpoint,
 }  // namespace
 
 HttpServer::HttpServer(asio::io_context& io, Api& api, HttpLimits limits)
-    : io_(io), shared_(std::make_shared<Shared>(Shared{api, limits})) {}
+    : io_(io), shared_(std::make_shared<Shared>(Shared{api, limits, asio::steady_timer(io)})) {}
 
 HttpServer::~HttpServer() { close(); }
 
@@ -212,6 +225,7 @@ Status HttpServer::listenUnix(const std::string& path) {
 
 void HttpServer::close() {
   shared_->closed = true;
+  shared_->trim.cancel();
   for (auto& c : closers_) c();
   closers_.clear();
 }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
+#include <charconv>
 
 #include "api/wire/wire.h"
 #include "proxy/route.h"
@@ -13,53 +14,156 @@ namespace hv::api {
 namespace json = boost::json;
 using supervisor::InstanceStatus;
 
-json::object instanceToJson(const InstanceStatus& s) {
+namespace {
+
+// A JSON writer straight into one string: no DOM, no allocation per field.
+// Strings are escaped as RFC 8259 requires ('"', '\\', controls); other bytes
+// (UTF-8) are copied as they are, as boost::json::serialize does.
+class Writer {
+ public:
+  explicit Writer(std::string& out) : out_(out) {}
+
+  void str(std::string_view v) {
+    out_.push_back('"');
+    size_t run = 0;  // start of the bytes not yet copied
+    for (size_t i = 0; i < v.size(); ++i) {
+      const unsigned char c = static_cast<unsigned char>(v[i]);
+      if (c >= 0x20 && c != '"' && c != '\\') continue;
+      out_.append(v.data() + run, i - run);
+      run = i + 1;
+      switch (c) {
+        case '"': out_.append("\\\""); break;
+        case '\\': out_.append("\\\\"); break;
+        case '\n': out_.append("\\n"); break;
+        case '\r': out_.append("\\r"); break;
+        case '\t': out_.append("\\t"); break;
+        case '\b': out_.append("\\b"); break;
+        case '\f': out_.append("\\f"); break;
+        default: {
+          static constexpr char kHex[] = "0123456789abcdef";
+          const char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+          out_.append(esc, 6);
+        }
+      }
+    }
+    out_.append(v.data() + run, v.size() - run);
+    out_.push_back('"');
+  }
+  template <class Int>
+  void num(Int v) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out_.append(buf, r.ptr);
+  }
+  void real(double v) {
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest form that reads back equal
+    out_.append(buf, r.ptr);
+  }
+  void boolean(bool v) { out_.append(v ? "true" : "false"); }
+  void null() { out_.append("null"); }
+  // `,"key":` (no comma before the first key of an object).
+  void key(std::string_view k) {
+    if (!first_) out_.push_back(',');
+    first_ = false;
+    out_.push_back('"');
+    out_.append(k);  // keys are ASCII literals: nothing to escape
+    out_.append("\":");
+  }
+  // The same for a key from data (escaped).
+  void anyKey(std::string_view k) {
+    if (!first_) out_.push_back(',');
+    first_ = false;
+    str(k);
+    out_.push_back(':');
+  }
+  void open(char c) {
+    out_.push_back(c);
+    first_ = true;
+  }
+  void close(char c) {
+    out_.push_back(c);
+    first_ = false;
+  }
+  void strings(const std::vector<std::string>& v) {
+    out_.push_back('[');
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (i) out_.push_back(',');
+      str(v[i]);
+    }
+    out_.push_back(']');
+  }
+
+ private:
+  std::string& out_;
+  bool first_ = true;
+};
+
+}  // namespace
+
+void appendInstanceJson(std::string& out, const InstanceStatus& s) {
   const store::InstanceRecord& spec = s.spec;
-  json::array args;
-  for (const auto& a : spec.args) args.emplace_back(a);
-  json::object env;
-  for (const auto& [k, v] : spec.env) env[k] = v;
-  json::object o;
-  o["name"] = spec.name;
-  o["account"] = spec.account;
-  o["command"] = spec.command;
-  o["args"] = std::move(args);
-  o["env"] = std::move(env);
-  o["cwd"] = spec.cwd;
-  o["route"] = spec.route;
-  json::array access;
-  for (const auto& rule : spec.access) access.emplace_back(rule);
-  o["access"] = std::move(access);
-  o["strip_prefix"] = spec.stripPrefix;
-  o["restart"] = supervisor::restartModeName(spec.restart);
-  o["autostart"] = spec.autostart;
-  o["port"] = spec.port;
-  o["state"] = supervisor::stateName(s.state);
-  o["pid"] = s.pid > 0 ? json::value(s.pid) : json::value(nullptr);
-  o["restarts"] = s.restarts;
-  o["uptime"] = s.uptimeSeconds;
-  o["started_at"] = s.startedAt > 0 ? json::value(s.startedAt) : json::value(nullptr);
+  Writer w(out);
+  w.open('{');
+  w.key("name"), w.str(spec.name);
+  w.key("account"), w.str(spec.account);
+  w.key("command"), w.str(spec.command);
+  w.key("args"), w.strings(spec.args);
+  w.key("env"), w.open('{');
+  for (const auto& [k, v] : spec.env) w.anyKey(k), w.str(v);
+  w.close('}');
+  w.key("cwd"), w.str(spec.cwd);
+  w.key("route"), w.str(spec.route);
+  w.key("access"), w.strings(spec.access);
+  w.key("strip_prefix"), w.boolean(spec.stripPrefix);
+  w.key("restart"), w.str(supervisor::restartModeName(spec.restart));
+  w.key("autostart"), w.boolean(spec.autostart);
+  w.key("port"), w.num(spec.port);
+  w.key("state"), w.str(supervisor::stateName(s.state));
+  w.key("pid");
+  if (s.pid > 0) w.num(s.pid); else w.null();
+  w.key("restarts"), w.num(s.restarts);
+  w.key("uptime"), w.num(s.uptimeSeconds);
+  w.key("started_at");
+  if (s.startedAt > 0) w.num(s.startedAt); else w.null();
   const bool exited = s.lastExit && s.lastExit->code >= 0;
-  o["exit_code"] = exited && !s.lastExit->signaled ? json::value(s.lastExit->code) : json::value(nullptr);
-  o["exit_signal"] = exited && s.lastExit->signaled ? json::value(s.lastExit->code) : json::value(nullptr);
-  o["reason"] = s.reason;
-  o["last_output"] = s.lastOutput;
-  o["cpu_seconds"] = s.cpuSeconds ? json::value(*s.cpuSeconds) : json::value(nullptr);
-  o["rss_bytes"] = s.rssBytes ? json::value(*s.rssBytes) : json::value(nullptr);
-  o["blocked"] = json::object{{"bind", s.blocked.bind}, {"connect", s.blocked.connect},
-                              {"sendmsg", s.blocked.sendmsg}, {"ingress", s.blocked.ingress}};
-  o["log"] = json::object{{"written_bytes", s.output.writtenBytes},
-                          {"dropped_lines", s.output.droppedLines},
-                          {"dropped_bytes", s.output.droppedBytes}};
-  o["start_secs"] = spec.startSecs;
-  o["ready"] = spec.ready == store::ReadyCheck::kPort ? "port" : "start_secs";
-  o["stop_signal"] = spec.stopSignal;
-  o["stop_grace_ms"] = spec.stopGraceMs;
-  o["memory"] = spec.memoryBytes;
-  o["cpu"] = spec.cpuPercent;
-  o["procs"] = spec.maxProcs;
-  o["created_at"] = spec.createdAt;
-  return o;
+  w.key("exit_code");
+  if (exited && !s.lastExit->signaled) w.num(s.lastExit->code); else w.null();
+  w.key("exit_signal");
+  if (exited && s.lastExit->signaled) w.num(s.lastExit->code); else w.null();
+  w.key("reason"), w.str(s.reason);
+  w.key("last_output"), w.str(s.lastOutput);
+  w.key("cpu_seconds");
+  if (s.cpuSeconds) w.real(*s.cpuSeconds); else w.null();
+  w.key("rss_bytes");
+  if (s.rssBytes) w.num(*s.rssBytes); else w.null();
+  w.key("blocked"), w.open('{');
+  w.key("bind"), w.num(s.blocked.bind);
+  w.key("connect"), w.num(s.blocked.connect);
+  w.key("sendmsg"), w.num(s.blocked.sendmsg);
+  w.key("ingress"), w.num(s.blocked.ingress);
+  w.close('}');
+  w.key("log"), w.open('{');
+  w.key("written_bytes"), w.num(s.output.writtenBytes);
+  w.key("dropped_lines"), w.num(s.output.droppedLines);
+  w.key("dropped_bytes"), w.num(s.output.droppedBytes);
+  w.close('}');
+  w.key("start_secs"), w.num(spec.startSecs);
+  w.key("ready"), w.str(spec.ready == store::ReadyCheck::kPort ? "port" : "start_secs");
+  w.key("stop_signal"), w.num(spec.stopSignal);
+  w.key("stop_grace_ms"), w.num(spec.stopGraceMs);
+  w.key("memory"), w.num(spec.memoryBytes);
+  w.key("cpu"), w.num(spec.cpuPercent);
+  w.key("procs"), w.num(spec.maxProcs);
+  w.key("created_at"), w.num(spec.createdAt);
+  w.close('}');
+}
+
+std::string instanceJson(const InstanceStatus& s) {
+  std::string out;
+  out.reserve(1024);
+  appendInstanceJson(out, s);
+  return out;
 }
 
 namespace {

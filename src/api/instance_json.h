@@ -1,4 +1,4 @@
-// The JSON form of instances (docs/api.md): status → object, and request
+// The JSON form of instances (docs/api.md): status → JSON text, and request
 // bodies → spec fields, with strict checks (unknown fields and wrong types
 // are errors that name the field). Pure; called on the control thread.
 #pragma once
@@ -11,7 +11,10 @@
 
 namespace hv::api {
 
-boost::json::object instanceToJson(const supervisor::InstanceStatus& status);
+// Appends the instance as one JSON object to `out`. Written straight into
+// the string (no DOM): the list of 1,000 instances is one reserved string.
+void appendInstanceJson(std::string& out, const supervisor::InstanceStatus& status);
+std::string instanceJson(const supervisor::InstanceStatus& status);
 
 enum class BodyMode { kCreate, kPatch };
 

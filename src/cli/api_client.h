@@ -3,6 +3,7 @@
 // may wait out a grace period). Single-threaded use.
 #pragma once
 
+#include <cstdio>
 #include <string>
 
 #include "base/result.h"
@@ -23,6 +24,11 @@ class ApiClient {
   // kUnavailable if the daemon cannot be reached (the message says where and why).
   Result<ApiResponse> call(std::string_view method, const std::string& target,
                            const std::string& body = "");
+
+  // The same, but a successful (< 400) answer's body goes to `out` as it
+  // arrives, through one 64 KiB buffer: `ls --json` prints the daemon's
+  // bytes without holding them. An error answer's body is returned.
+  Result<ApiResponse> stream(std::string_view method, const std::string& target, std::FILE* out);
 
   const std::string& socketPath() const { return socketPath_; }
 

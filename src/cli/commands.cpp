@@ -98,9 +98,13 @@ void addList(CLI::App& app, const GlobalOptions& global, int* exitCode) {
   auto* cmd = app.add_subcommand("ls", "list instances");
   cmd->add_flag("--json", *asJson, "print a JSON array");
   cmd->callback([=, &global] {
+    // --json: the daemon's body as it arrives, neither parsed nor held.
+    if (*asJson) {
+      *exitCode = requestToStdout(global, "GET", "/api/v1/instances");
+      return;
+    }
     *exitCode = request(global, "GET", "/api/v1/instances", "", [&](const std::string& body) {
-      if (*asJson) std::cout << body;
-      else std::cout << renderTable(json::parse(body).as_array());
+      std::cout << renderTable(json::parse(body).as_array());
       return 0;
     });
   });

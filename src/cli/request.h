@@ -45,6 +45,18 @@ int request(const GlobalOptions& global, std::string_view method, const std::str
   return onBody(res->body);
 }
 
+// The same for an answer printed as it comes (`ls --json`): the body goes
+// straight to stdout; an error answer is handled as request() does.
+inline int requestToStdout(const GlobalOptions& global, std::string_view method, const std::string& target) {
+  std::cout.flush();  // what went before stays in order with the streamed bytes
+  auto res = clientFor(global).stream(method, target, stdout);
+  if (!res) return printError(res.error().message, kUnreachable);
+  if (res->status >= 400) {
+    auto message = api::wire::errorMessage(res->body);
+    return printError(message ? *message : fmt::format("HTTP {}: {}", res->status, res->body), kRefused);
+  }
+  return 0;
+}
 
 void addAccountCommands(CLI::App& app, const GlobalOptions& global, int* exitCode);
 

@@ -2,6 +2,7 @@
 // change is one libnftables buffer, which nft commits as one transaction.
 #include "os/netpolicy/nft_policy.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <linux/magic.h>
@@ -206,18 +207,68 @@ std::string errorText(const char* buffer) {
   return text.substr(0, text.find('\n'));
 }
 
+// libnftables is loaded on first use (dlopen), not linked: a process that
+// never takes the nftables mode (the CLI above all) does not map it.
+struct NftLib {
+  decltype(&::nft_ctx_new) ctxNew = nullptr;
+  decltype(&::nft_ctx_free) ctxFree = nullptr;
+  decltype(&::nft_ctx_buffer_output) bufferOutput = nullptr;
+  decltype(&::nft_ctx_buffer_error) bufferError = nullptr;
+  decltype(&::nft_ctx_output_set_flags) setOutputFlags = nullptr;
+  decltype(&::nft_run_cmd_from_buffer) runCmd = nullptr;
+  decltype(&::nft_ctx_get_output_buffer) outputBuffer = nullptr;
+  decltype(&::nft_ctx_get_error_buffer) errorBuffer = nullptr;
+  std::string error;  // why it could not be loaded ("" = loaded)
+};
+
+constexpr const char* kNftSoname = "libnftables.so.1";
+
+const NftLib& nftLib() {
+  static const NftLib lib = [] {
+    NftLib l;
+    void* h = ::dlopen(kNftSoname, RTLD_NOW | RTLD_LOCAL);  // never closed: contexts live to the end
+    if (h == nullptr) {
+      const char* why = ::dlerror();
+      l.error = fmt::format("cannot load {}: {}", kNftSoname, why ? why : "unknown error");
+      return l;
+    }
+    auto sym = [&](auto& fn, const char* name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(::dlsym(h, name));
+      if (fn == nullptr && l.error.empty()) l.error = fmt::format("{} has no symbol {}", kNftSoname, name);
+    };
+    sym(l.ctxNew, "nft_ctx_new");
+    sym(l.ctxFree, "nft_ctx_free");
+    sym(l.bufferOutput, "nft_ctx_buffer_output");
+    sym(l.bufferError, "nft_ctx_buffer_error");
+    sym(l.setOutputFlags, "nft_ctx_output_set_flags");
+    sym(l.runCmd, "nft_run_cmd_from_buffer");
+    sym(l.outputBuffer, "nft_ctx_get_output_buffer");
+    sym(l.errorBuffer, "nft_ctx_get_error_buffer");
+    return l;
+  }();
+  return lib;
+}
+
+// Why newCtx() gave nullptr.
+std::string ctxError() {
+  const NftLib& lib = nftLib();
+  return "libnftables: " + (lib.error.empty() ? std::string("cannot create a context") : lib.error);
+}
+
 nft_ctx* newCtx() {
-  nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+  const NftLib& lib = nftLib();
+  if (!lib.error.empty()) return nullptr;
+  nft_ctx* ctx = lib.ctxNew(NFT_CTX_DEFAULT);
   if (ctx == nullptr) return nullptr;
-  nft_ctx_buffer_output(ctx);
-  nft_ctx_buffer_error(ctx);
-  nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_HANDLE | NFT_CTX_OUTPUT_NUMERIC_ALL);
+  lib.bufferOutput(ctx);
+  lib.bufferError(ctx);
+  lib.setOutputFlags(ctx, NFT_CTX_OUTPUT_HANDLE | NFT_CTX_OUTPUT_NUMERIC_ALL);
   return ctx;
 }
 
 Status runOn(nft_ctx* ctx, const std::string& commands) {
-  if (nft_run_cmd_from_buffer(ctx, commands.c_str()) != 0) {
-    return fail(Errc::kInternal, "nft: " + errorText(nft_ctx_get_error_buffer(ctx)));
+  if (nftLib().runCmd(ctx, commands.c_str()) != 0) {
+    return fail(Errc::kInternal, "nft: " + errorText(nftLib().errorBuffer(ctx)));
   }
   return {};
 }
@@ -229,7 +280,7 @@ std::string seen(int result) {
 
 }  // namespace
 
-void NftPolicy::CtxFree::operator()(nft_ctx* ctx) const { nft_ctx_free(ctx); }
+void NftPolicy::CtxFree::operator()(nft_ctx* ctx) const { nftLib().ctxFree(ctx); }
 
 NftPolicy::~NftPolicy() = default;
 
@@ -237,7 +288,7 @@ Status NftPolicy::run(const std::string& commands) const { return runOn(ctx_.get
 
 Result<std::string> NftPolicy::list(const std::string& command) const {
   if (Status ok = run(command); !ok) return std::unexpected(ok.error());
-  const char* out = nft_ctx_get_output_buffer(ctx_.get());
+  const char* out = nftLib().outputBuffer(ctx_.get());
   return std::string(out ? out : "");
 }
 
@@ -255,7 +306,7 @@ Result<std::unique_ptr<NftPolicy>> NftPolicy::open(const Options& options) {
   np->daemonUid_ = ::geteuid();
   np->perRun_ = !options.perUser && !options.cgroupV2Root.empty() && cgroupPlace(options.cgroupV2Root).has_value();
   np->ctx_.reset(newCtx());
-  if (!np->ctx_) return fail(Errc::kUnavailable, "libnftables: cannot create a context");
+  if (!np->ctx_) return fail(Errc::kUnavailable, ctxError());
   auto degradeAll = [&](const std::string& why) {
     for (const HookInfo& h : kHooks) np->mechanisms_.push_back({h.row, false, "nftables: " + why});
     np->mechanisms_.push_back({"net pinning", false, "nftables: " + why});
@@ -536,7 +587,7 @@ std::vector<uint64_t> NftPolicy::policed() const {
 Status NftPolicy::removeTable(const std::string& name) {
   if (!validName(name)) return fail(Errc::kInvalidArgument, "bad network policy name \"" + name + "\"");
   std::unique_ptr<nft_ctx, CtxFree> ctx(newCtx());
-  if (!ctx) return fail(Errc::kUnavailable, "libnftables: cannot create a context");
+  if (!ctx) return fail(Errc::kUnavailable, ctxError());
   const std::string table = nft::tableName(name);
   if (Status listed = runOn(ctx.get(), "list table inet " + table); !listed) return {};  // not there
   return runOn(ctx.get(), "delete table inet " + table);
