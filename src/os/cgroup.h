@@ -65,7 +65,9 @@ class RunCgroup {
   RunCgroup& operator=(RunCgroup&&) = default;
 
   // The run's cgroup of a process started before a daemon restart, from
-  // /proc/PID/cgroup. kNotFound if the process is gone or not in a run of
+  // /proc/PID/cgroup: the run in the first hierarchy, plus every other
+  // hierarchy where the process sits in the same run (those the run joined
+  // for its limits). kNotFound if the process is gone or not in a run of
   // `cgroups`.
   static Result<RunCgroup> adopt(pid_t pid, const Cgroups& cgroups);
 
@@ -96,6 +98,10 @@ class RunCgroup {
   // isEmpty(). nullopt without a v2 tree.
   std::optional<int> watchFd() const;
 
+  // Without a memory hierarchy in the run (no memory limit on a hybrid
+  // host) rssBytes is the sum of RssAnon ((resident - shared) pages of
+  // /proc/PID/statm) over the run's processes, and memoryBytes and oomKills
+  // stay nullopt: an OOM kill is only seen with a memory limit.
   Result<CgroupStats> stats() const;
 
   // rmdir in every hierarchy; kConflict while processes remain.
@@ -152,6 +158,13 @@ class Cgroups {
   // leftover of that name is removed and made again (a cgroup that saw
   // cgroup.kill poisons CLONE_INTO_CGROUP); kConflict if it holds processes;
   // kUnavailable when !usable(). `instance` must be a plain name.
+  // The run is made in the first hierarchy (the v2 tree where there is one),
+  // in those that fill a role every run needs (v1 cpuacct or freezer when v2
+  // lacks them), and in a v1 memory / pids / cpu hierarchy only when `limits`
+  // sets that limit: joining a v1 hierarchy is a migration through
+  // cgroup.procs, which waits for an RCU grace period (~15 ms) unless the
+  // host mounts cgroups with favordynmods (see the "cgroup migrations" row).
+  // A run without such limits is born in its v2 cgroup and never migrates.
   Result<RunCgroup> createRun(const std::string& instance, uint64_t runId, const CgroupLimits& limits) const;
 
   // Removes every run cgroup left empty (by runs that ended while the daemon
@@ -183,8 +196,10 @@ class Cgroups {
   void describe(const Setup& setup);
   MechanismReport describeKill() const;
   MechanismReport describeJoin() const;
+  MechanismReport describeMigration(const Setup& setup) const;
   Status makeInstanceDir(const Hierarchy& h, const std::string& instance) const;
-  Result<RunCgroup> openRun(const std::string& relative, bool create) const;
+  Result<RunCgroup> openRun(const std::string& relative, bool create,
+                            const std::vector<const Hierarchy*>& in) const;
   Result<RunCgroup> adopt(pid_t pid) const;
 
   CgroupLayout layout_ = CgroupLayout::kNone;
