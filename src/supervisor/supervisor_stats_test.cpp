@@ -1,5 +1,5 @@
 // Supervisor on the real host (root and cgroups, else skipped): what a run's
-// status reports from its cgroups. A run without limits is born in its v2
+// status reports from its cgroups, and how a start that cannot spawn ends. A run without limits is born in its v2
 // cgroup only (no v1 migration on hybrid hosts), and still shows its CPU and
 // RSS; a memory limit puts it in the memory cgroup, and an OOM kill is named.
 // Each test has its own data dir, store, cgroup root and loopback ports, and
@@ -185,6 +185,39 @@ TEST_F(SupervisorStatsTest, AMemoryLimitJoinsTheMemoryCgroupAndAnOomKillIsNamed)
   ASSERT_TRUE(last);
   ASSERT_TRUE(ended) << "state " << stateName(last->state) << ": " << last->reason;
   EXPECT_NE(last->reason.find("out of memory"), std::string::npos) << last->reason;
+}
+
+// A spawn that keeps failing with a passing error (here setrlimit: an open
+// files cap above fs.nr_open, EPERM even for root) with start_secs 0 and
+// restart always used to respawn on the same stack until it overflowed and
+// the daemon died; now it backs off and ends fatal as a crash loop.
+TEST_F(SupervisorStatsTest, ASpawnThatKeepsFailingEndsFatalInsteadOfRecursing) {
+  auto account = db_->findAccount("default");
+  ASSERT_TRUE(account && *account);
+  store::AccountRecord a = **account;
+  a.maxOpenFiles = 1 << 30;
+  ASSERT_TRUE(db_->updateAccount(a));
+  const std::string prog = program("idle.sh", "#!/bin/sh\nexec sleep 60\n");
+  store::InstanceRecord spec;
+  spec.name = "failing";
+  spec.account = "default";
+  spec.command = prog;
+  spec.restart = store::RestartMode::kAlways;
+  spec.ready = store::ReadyCheck::kStartSecs;
+  spec.startSecs = 0;
+  (void)sup_->create(spec, true);
+  std::optional<InstanceStatus> last;
+  const bool fatal = runUntil(
+      [&] {
+        auto s = sup_->get("failing");
+        if (s) last = *s;
+        return s && s->state == State::kFatal;
+      },
+      20s);
+  ASSERT_TRUE(last);
+  ASSERT_TRUE(fatal) << "state " << stateName(last->state) << ": " << last->reason;
+  EXPECT_NE(last->reason.find("crash loop"), std::string::npos) << last->reason;
+  EXPECT_EQ(last->pid, 0);
 }
 
 }  // namespace
