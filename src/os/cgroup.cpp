@@ -225,6 +225,7 @@ Result<RunCgroup> RunCgroup::make(std::vector<Node> nodes) {
 void RunCgroup::releaseSpawnFds() {
   procsFds_.clear();
   procsOwned_.clear();
+  eventsFd_.reset();
   for (Node& n : nodes_) n.dir.release();
 }
 

@@ -366,6 +366,7 @@ TEST_F(CgroupTest, AReleasedRunStillReportsKillsAndRemoves) {
   r->releaseSpawnFds();
   EXPECT_EQ(r->v2DirFd(), -1);
   EXPECT_TRUE(r->procsFds().empty());
+  EXPECT_FALSE(r->watchFd()) << "no descriptor is kept per run";
   EXPECT_FALSE(r->isEmpty());
   Result<CgroupStats> stats = r->stats();
   ASSERT_TRUE(stats) << stats.error().message;

@@ -159,13 +159,24 @@ Result<std::vector<pid_t>> RunCgroup::allProcs() const {
 bool RunCgroup::isEmpty() const {
   for (const Node& n : nodes_) {
     if (n.v2) {
-      char buf[256];
-      ssize_t len = ::pread(eventsFd_.get(), buf, sizeof buf - 1, 0);
-      if (len < 0) {
-        if (errno == ENODEV || errno == ENOENT) continue;  // the cgroup was removed
-        return false;
+      std::string text;
+      if (eventsFd_) {
+        char buf[256];
+        ssize_t len = ::pread(eventsFd_.get(), buf, sizeof buf - 1, 0);
+        if (len < 0) {
+          if (errno == ENODEV || errno == ENOENT) continue;  // the cgroup was removed
+          return false;
+        }
+        text.assign(buf, static_cast<size_t>(len));
+      } else {  // released: by path
+        Result<std::string> read = n.dir.read("cgroup.events");
+        if (!read) {
+          if (read.error().code == Errc::kNotFound || read.error().sysErrno == ENODEV) continue;
+          return false;
+        }
+        text = std::move(*read);
       }
-      if (keyedValue(std::string_view(buf, static_cast<size_t>(len)), "populated") != 0u) return false;
+      if (keyedValue(text, "populated") != 0u) return false;
       continue;
     }
     Result<std::vector<pid_t>> pids = n.dir.procs();
