@@ -204,12 +204,15 @@ Result<Cgroups> Cgroups::open(std::string rootName) {
   setup.self = std::move(*self);
   cgroups.setupV2(setup);
   cgroups.setupV1(setup);
+  // Probed in a v1 hierarchy we join for limits; not the cpu one if there is
+  // another (a real-time daemon's child may not enter a v1 cpu cgroup that
+  // has no cpu.rt_runtime_us: EINVAL).
+  const Hierarchy* probeIn = nullptr;
   for (const Hierarchy& h : cgroups.hierarchies_) {
-    if (!h.mount.v2 && &h != &cgroups.hierarchies_.front()) {
-      setup.migrationProbe = probeMigration(h.root, &setup.migrationMicros);
-      break;
-    }
+    if (h.mount.v2 || &h == &cgroups.hierarchies_.front()) continue;
+    if (probeIn == nullptr || (probeIn->roles & R::kCpu) != 0) probeIn = &h;
   }
+  if (probeIn != nullptr) setup.migrationProbe = probeMigration(probeIn->root, &setup.migrationMicros);
   cgroups.describe(setup);
   return cgroups;
 }
