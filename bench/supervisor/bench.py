@@ -372,7 +372,7 @@ class Hostvisor:
         finally:
             c.close()
 
-    def create_all(self, names, concurrency, deadline):
+    def create_all(self, names, concurrency, deadline, memory=None):
         work = queue.Queue()
         for nm in names:
             work.put(nm)
@@ -389,8 +389,11 @@ class Hostvisor:
                         nm = work.get_nowait()
                     except queue.Empty:
                         break
-                    body = json.dumps({"name": nm, "command": self.tiny, "args": [TINY_ARG],
-                                       "restart": "always", "start_secs": 0})
+                    spec = {"name": nm, "command": self.tiny, "args": [TINY_ARG],
+                            "restart": "always", "start_secs": 0}
+                    if memory:
+                        spec["memory"] = memory
+                    body = json.dumps(spec)
                     t = time.perf_counter()
                     st, data = http_call(c, "POST", "/api/v1/instances", body)
                     mine.append(time.perf_counter() - t)
@@ -625,7 +628,7 @@ def bench_hostvisor(args, root, tiny, names):
         if args.profile:
             prof = start_perf(hv.proc.pid, os.path.join(args.profile, "create.perf.data"))
         t0 = time.perf_counter()
-        lat = hv.create_all(names, args.concurrency, deadline)
+        lat = hv.create_all(names, args.concurrency, deadline, args.memory)
         t_created = time.perf_counter()
         if args.profile:
             stop_perf(prof)
@@ -1150,6 +1153,9 @@ def main():
     ap.add_argument("--deadline", type=float, default=5400,
                     help="bound on the whole run, seconds (then it cleans up and stops)")
     ap.add_argument("--log-level", default="info", help="hostvisor's --log-level")
+    ap.add_argument("--memory", metavar="SIZE",
+                    help="give each hostvisor instance this memory limit (e.g. 64M): its starts join the "
+                         "memory cgroup, a v1 migration on hybrid hosts (supervisord has no equivalent)")
     ap.add_argument("--wait-quiet", type=float, default=300, metavar="S",
                     help="wait up to S seconds for other load to settle before each side")
     ap.add_argument("--data-base", metavar="DIR",

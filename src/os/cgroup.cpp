@@ -85,7 +85,15 @@ Result<RunCgroup> Cgroups::createRun(const std::string& instance, uint64_t runId
     return fail(Errc::kInvalidArgument, "bad instance name for a cgroup: '" + instance + "'");
   }
   if (!usable()) return fail(Errc::kUnavailable, "no usable cgroup hierarchy");
-  Result<RunCgroup> run = openRun(instance + "/run-" + std::to_string(runId), true);
+  unsigned roles = R::kTree | R::kCpuStat | R::kFreezer;  // what every run needs
+  if (limits.memoryBytes > 0) roles |= R::kMemory;
+  if (limits.maxPids > 0) roles |= R::kPids;
+  if (limits.cpuPercent > 0) roles |= R::kCpu;
+  std::vector<const Hierarchy*> in;
+  for (const Hierarchy& h : hierarchies_) {
+    if (&h == &hierarchies_.front() || (h.roles & roles) != 0) in.push_back(&h);
+  }
+  Result<RunCgroup> run = openRun(instance + "/run-" + std::to_string(runId), true, in);
   if (!run) return run;
   if (auto ok = run->applyLimits(limits, memsw_); !ok) {
     (void)run->remove();
@@ -104,10 +112,11 @@ Status Cgroups::makeInstanceDir(const Hierarchy& h, const std::string& instance)
   return {};
 }
 
-// The run "<instance>/run-N" below the root of every hierarchy: made fresh
-// (with the instance directory, which passes the v2 controllers down), or
-// opened as it is for adoption.
-Result<RunCgroup> Cgroups::openRun(const std::string& relative, bool create) const {
+// The run "<instance>/run-N" below the root of each hierarchy in `in`: made
+// fresh (with the instance directory, which passes the v2 controllers down),
+// or opened as it is for adoption.
+Result<RunCgroup> Cgroups::openRun(const std::string& relative, bool create,
+                                   const std::vector<const Hierarchy*>& in) const {
   std::vector<RunCgroup::Node> nodes;
   auto undo = [&](Error error) {
     if (create) {
@@ -116,18 +125,18 @@ Result<RunCgroup> Cgroups::openRun(const std::string& relative, bool create) con
     return std::unexpected(std::move(error));
   };
   size_t slash = relative.find('/');
-  for (const Hierarchy& h : hierarchies_) {
-    std::string path = h.root.path() + "/" + relative;
+  for (const Hierarchy* h : in) {
+    std::string path = h->root.path() + "/" + relative;
     if (create) {
-      if (auto ok = makeInstanceDir(h, relative.substr(0, slash)); !ok) return undo(ok.error());
+      if (auto ok = makeInstanceDir(*h, relative.substr(0, slash)); !ok) return undo(ok.error());
     }
     Result<CgroupDir> dir = create ? makeFresh(path) : CgroupDir::open(path);
     if (!dir) return undo(dir.error());
-    nodes.push_back(RunCgroup::Node{h.mount.v2, h.roles, std::move(*dir)});
+    nodes.push_back(RunCgroup::Node{h->mount.v2, h->roles, std::move(*dir)});
   }
   Result<RunCgroup> run = RunCgroup::make(std::move(nodes));
   if (!run && create) {
-    for (const Hierarchy& h : hierarchies_) ::rmdir((h.root.path() + "/" + relative).c_str());
+    for (const Hierarchy* h : in) ::rmdir((h->root.path() + "/" + relative).c_str());
   }
   return run;
 }
@@ -148,7 +157,15 @@ Result<RunCgroup> Cgroups::adopt(pid_t pid) const {
     return fail(Errc::kNotFound, "process " + std::to_string(pid) + " is not in a run cgroup under " +
                                      primary.root.path() + " (it is in " + (line ? line->path : "no cgroup") + ")");
   }
-  return openRun(relative, false);
+  // The other hierarchies the run joined (for its limits): where the process
+  // sits in the same "<instance>/run-N".
+  std::vector<const Hierarchy*> in{&primary};
+  for (const Hierarchy& h : hierarchies_) {
+    if (&h == &primary) continue;
+    const CgroupMembership* l = membershipFor(h.mount, *lines);
+    if (l != nullptr && cgroupDir(h.mount, l->path) == h.root.path() + "/" + relative) in.push_back(&h);
+  }
+  return openRun(relative, false, in);
 }
 
 size_t Cgroups::removeEmptyRuns() const {
@@ -208,6 +225,7 @@ Result<RunCgroup> RunCgroup::make(std::vector<Node> nodes) {
 void RunCgroup::releaseSpawnFds() {
   procsFds_.clear();
   procsOwned_.clear();
+  eventsFd_.reset();
   for (Node& n : nodes_) n.dir.release();
 }
 

@@ -75,6 +75,7 @@ std::optional<CgroupMount> parseMountLine(std::string_view line) {
   mount.mountPoint = unescape(head[4]);
   mount.v2 = v2;
   if (!v2) mount.controllers = controllersOf(tail[2]);
+  for (std::string_view opt : fields(tail[2], ',')) mount.favorDynmods |= opt == "favordynmods";
   return mount;
 }
 

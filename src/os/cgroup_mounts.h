@@ -31,6 +31,12 @@ struct CgroupMount {
   std::string root;                      // the cgroup shown at the mount's top ("/" mostly)
   bool v2 = false;
   std::vector<std::string> controllers;  // v1: "memory", "cpu", ...; empty for v2 and name=
+  // Super option "favordynmods" (Linux 6.0+, or CONFIG_CGROUP_FAVOR_DYNMODS):
+  // the kernel keeps cgroup_threadgroup_rwsem in its slow-reader mode, so a
+  // migration (a write to cgroup.procs) no longer waits for an RCU grace
+  // period, at some cost to fork and exit. The rwsem is global: one
+  // hierarchy with it speeds up migrations in all.
+  bool favorDynmods = false;
 };
 
 struct CgroupMembership {

@@ -63,6 +63,19 @@ TEST(CgroupMounts, ReadsMountPointsAndControllers) {
   EXPECT_EQ(mounts[4].root, "/");
 }
 
+TEST(CgroupMounts, SeesTheFavordynmodsSuperOption) {
+  std::vector<CgroupMount> mounts = parseMountinfo(
+      "25 23 0:22 / /sys/fs/cgroup rw shared:9 - cgroup2 cgroup2 rw,nsdelegate,favordynmods,memory_recursiveprot\n"
+      "35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory,favordynmods\n"
+      "39 31 0:36 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n");
+  ASSERT_EQ(mounts.size(), 3u);
+  EXPECT_TRUE(mounts[0].favorDynmods);
+  EXPECT_TRUE(mounts[1].favorDynmods);
+  EXPECT_EQ(mounts[1].controllers, (std::vector<std::string>{"memory"}));
+  EXPECT_FALSE(mounts[2].favorDynmods);
+  for (const CgroupMount& m : parseMountinfo(kHybrid)) EXPECT_FALSE(m.favorDynmods) << m.mountPoint;
+}
+
 TEST(CgroupMounts, UnescapesPathsAndLetsTheCoveringMountWin) {
   std::vector<CgroupMount> mounts = parseMountinfo(
       "40 1 0:38 / /mnt/my\\040cg rw - cgroup2 cgroup2 rw\n"

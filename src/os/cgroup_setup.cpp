@@ -1,12 +1,17 @@
 // Cgroups::open(): finds the hierarchies, creates the daemon's root in each,
 // and probes every mechanism by really trying it (cgroups(7); the v2 rules
 // are in the kernel's Documentation/admin-guide/cgroup-v2.rst).
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <iterator>
 #include <string_view>
 
 #include "os/cgroup.h"
+#include "os/spawn.h"
 
 namespace hv::os {
 namespace {
@@ -41,6 +46,9 @@ constexpr V1Controller kV1Controllers[] = {
 constexpr unsigned kRoles[] = {R::kTree, R::kMemory, R::kPids, R::kCpu, R::kCpuStat, R::kFreezer};
 
 constexpr int kRoleCount = static_cast<int>(std::size(kRoles));
+
+// A migration faster than this did not wait for an RCU grace period (~10-30 ms).
+constexpr int kCheapMigrationMicros = 3000;
 
 int roleIndex(unsigned role) {
   for (int i = 0; i < kRoleCount; ++i) {
@@ -92,6 +100,44 @@ Status probeV1(const CgroupDir& root, const V1Controller& c) {
   return failErrno("find " + root.path() + "/" + std::string(c.probeFile), ENOENT);
 }
 
+// In a clone3 child (system calls only): moves itself into the cgroup whose
+// cgroup.procs is *arg and reports {errno or 0, microseconds the write took}.
+void migrateSelf(const void* arg, int report[2]) {
+  const int fd = *static_cast<const int*>(arg);
+  struct timespec a {}, b {};
+  ::clock_gettime(CLOCK_MONOTONIC, &a);
+  const bool ok = ::write(fd, "0", 1) == 1;
+  report[0] = ok ? 0 : errno;
+  ::clock_gettime(CLOCK_MONOTONIC, &b);
+  report[1] = static_cast<int>((b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000);
+}
+
+// What one migration into a v1 cgroup costs here: a child writes itself into
+// "<root>/probe.migration" (a name no instance can have) and times it. One
+// sample, so another migration just before can make it look cheap.
+std::string probeMigration(const CgroupDir& root, int* micros) {
+  const std::string dir = root.path() + "/probe.migration";
+  Result<CgroupDir> probe = CgroupDir::make(dir);
+  if (!probe) return "probe: " + probe.error().message;
+  std::string out;
+  Result<UniqueFd> procs = probe->openFile("cgroup.procs", O_WRONLY);
+  if (procs) {
+    const int fd = procs->get();
+    Result<std::array<int, 2>> r = runInChild(migrateSelf, &fd, false);
+    if (!r) out = "probe: " + r.error().message;
+    else if ((*r)[0] != 0) out = "probe: write " + dir + "/cgroup.procs failed (" + errnoName((*r)[0]) + ")";
+    else {
+      *micros = (*r)[1];
+      out = "a probe migration into " + dir + " took " + std::to_string((*r)[1] / 1000) + "." +
+            std::to_string((*r)[1] % 1000 / 100) + " ms";
+    }
+  } else {
+    out = "probe: " + procs.error().message;
+  }
+  (void)probe->remove();  // the child has exited and was reaped
+  return out;
+}
+
 std::string joined(const std::vector<std::string>& items) {
   std::string out;
   for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
@@ -123,6 +169,8 @@ struct Cgroups::Setup {
   std::string via[kRoleCount];  // how each role is enforced
   std::string why[kRoleCount];  // or why not
   std::string movedTo;  // the leaf this process moved into, if it had to
+  std::string migrationProbe;  // what one v1 migration cost at start
+  int migrationMicros = -1;    // the same in µs, -1 = not measured
 
   void cover(unsigned role, std::string how) {
     covered |= role;
@@ -156,6 +204,15 @@ Result<Cgroups> Cgroups::open(std::string rootName) {
   setup.self = std::move(*self);
   cgroups.setupV2(setup);
   cgroups.setupV1(setup);
+  // Probed in a v1 hierarchy we join for limits; not the cpu one if there is
+  // another (a real-time daemon's child may not enter a v1 cpu cgroup that
+  // has no cpu.rt_runtime_us: EINVAL).
+  const Hierarchy* probeIn = nullptr;
+  for (const Hierarchy& h : cgroups.hierarchies_) {
+    if (h.mount.v2 || &h == &cgroups.hierarchies_.front()) continue;
+    if (probeIn == nullptr || (probeIn->roles & R::kCpu) != 0) probeIn = &h;
+  }
+  if (probeIn != nullptr) setup.migrationProbe = probeMigration(probeIn->root, &setup.migrationMicros);
   cgroups.describe(setup);
   return cgroups;
 }
@@ -288,6 +345,49 @@ void Cgroups::describe(const Setup& s) {
   row("cpu accounting", R::kCpuStat);
   mechanisms_.push_back(describeKill());
   mechanisms_.push_back(describeJoin());
+  mechanisms_.push_back(describeMigration(s));
+}
+
+// Informational (always "enforced"): what joining a v1 hierarchy costs a
+// start. A write to cgroup.procs takes cgroup_threadgroup_rwsem for writing;
+// unless some hierarchy is mounted with favordynmods, that first waits for
+// an RCU grace period (percpu_down_write -> rcu_sync_enter), ~15 ms on our
+// hosts. CLONE_INTO_CGROUP needs no migration.
+MechanismReport Cgroups::describeMigration(const Setup& s) const {
+  MechanismReport r{"cgroup migrations", true, ""};
+  std::vector<std::string> favoring;
+  for (const CgroupMount& m : s.mounts) {
+    if (m.favorDynmods) favoring.push_back(m.mountPoint);
+  }
+  std::vector<std::string> v1;
+  for (const Hierarchy& h : hierarchies_) {
+    if (!h.mount.v2 && &h != &hierarchies_.front()) v1.push_back(h.mount.mountPoint);
+  }
+  const bool noTree = !hierarchies_.empty() && !hierarchies_.front().mount.v2;
+  std::string cost;  // what joining v1 costs, from the probe when there was one
+  if (s.migrationMicros >= 0 && s.migrationMicros < kCheapMigrationMicros) {
+    cost = "costs no RCU grace period here (" + s.migrationProbe +
+           (favoring.empty() ? "; Linux 6.18 keeps favordynmods' per-threadgroup locking until reboot once it was "
+                               "ever on, or another migration had just run)"
+                             : ")");
+  } else {
+    cost = "waits ~one RCU grace period (~15 ms)" + (s.migrationProbe.empty() ? "" : " (" + s.migrationProbe + ")");
+  }
+  const std::string mode = favoring.empty() ? "favordynmods off" : "favordynmods on (" + joined(favoring) + ")";
+  if (noTree) {
+    r.detail = mode + ", no cgroup2 tree: every start joins " + hierarchies_.front().mount.mountPoint +
+               " through cgroup.procs, which " + cost;
+  } else if (v1.empty()) {
+    r.detail = mode + "; no v1 hierarchy to join: runs are born in their cgroup (CLONE_INTO_CGROUP), no migration";
+  } else {
+    r.detail = mode + ": a start of an instance with a limit in " + joined(v1) + " joins it through cgroup.procs, which " +
+               cost + "; starts without such limits are born in their v2 cgroup and never wait";
+    if (favoring.empty()) {
+      r.detail += " (host-wide fix, the admin's choice: mount -o remount,favordynmods on the cgroup2 mount, as "
+                  "systemd >= 254 does)";
+    }
+  }
+  return r;
 }
 
 MechanismReport Cgroups::describeKill() const {

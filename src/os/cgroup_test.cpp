@@ -106,6 +106,15 @@ class CgroupTest : public ::testing::Test {
     return false;
   }
 
+  std::string detail(const std::string& mechanism) const {
+    for (const MechanismReport& row : cgroups_->mechanisms()) {
+      if (row.name == mechanism) return row.detail;
+    }
+    return {};
+  }
+  // The mechanism is enforced through a v1 hierarchy (hybrid or legacy host).
+  bool viaV1(const std::string& mechanism) const { return enforced(mechanism) && detail(mechanism).starts_with("v1 "); }
+
   Result<RunCgroup> run(uint64_t id, CgroupLimits limits = {}) { return cgroups_->createRun("web", id, limits); }
 
   std::string name_;
@@ -122,11 +131,17 @@ TEST_F(CgroupTest, DetectsTheLayoutAndReportsEveryMechanism) {
     names.push_back(row.name);
   }
   for (const char* name : {"cgroups", "cgroup tree (v2)", "memory limit", "process limit", "cpu limit",
-                           "cpu accounting", "kill whole tree", "join before exec"}) {
+                           "cpu accounting", "kill whole tree", "join before exec", "cgroup migrations"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name;
   }
   EXPECT_TRUE(enforced("cgroups"));
   EXPECT_TRUE(enforced("join before exec"));
+  // Informational: never DEGRADED, and it says whether favordynmods is on.
+  EXPECT_TRUE(enforced("cgroup migrations"));
+  bool favoring = false;
+  for (const CgroupMount& m : *mounts) favoring |= m.favorDynmods;
+  EXPECT_TRUE(detail("cgroup migrations").starts_with(favoring ? "favordynmods on" : "favordynmods off"))
+      << detail("cgroup migrations");
 }
 
 TEST_F(CgroupTest, CreateRunWritesEveryLimit) {
@@ -298,18 +313,27 @@ TEST_F(CgroupTest, ANewRunAfterKillAllIsNotKilled) {
   }
 }
 
+// Adoption finds whichever hierarchies the run joined: all of them with
+// limits, only the v2 tree (on a hybrid host) without.
 TEST_F(CgroupTest, AdoptFindsTheRunOfARunningChild) {
-  Result<RunCgroup> r = run(7);
-  ASSERT_TRUE(r) << r.error().message;
-  Result<Child> child = spawn(shellIn(*r, "exec sleep 60"));
-  ASSERT_TRUE(child) << child.error().message;
-  ChildReaper reaper(child->pidfd.get());
-  Result<RunCgroup> adopted = RunCgroup::adopt(child->pid, *cgroups_);
-  ASSERT_TRUE(adopted) << adopted.error().message;
-  EXPECT_EQ(adopted->paths(), r->paths());
-  EXPECT_FALSE(adopted->isEmpty());
-  ASSERT_TRUE(adopted->killAll());
-  EXPECT_TRUE(waitEmpty(*r));
+  for (CgroupLimits limits : {CgroupLimits{64 << 20, 50, 50}, CgroupLimits{}}) {
+    Result<RunCgroup> r = run(limits.memoryBytes > 0 ? 7 : 8, limits);
+    ASSERT_TRUE(r) << r.error().message;
+    Result<Child> child = spawn(shellIn(*r, "exec sleep 60"));
+    ASSERT_TRUE(child) << child.error().message;
+    ChildReaper reaper(child->pidfd.get());
+    Result<RunCgroup> adopted = RunCgroup::adopt(child->pid, *cgroups_);
+    ASSERT_TRUE(adopted) << adopted.error().message;
+    EXPECT_EQ(adopted->paths(), r->paths());
+    EXPECT_FALSE(adopted->isEmpty());
+    if (viaV1("memory limit")) {
+      Result<CgroupStats> stats = adopted->stats();
+      ASSERT_TRUE(stats) << stats.error().message;
+      EXPECT_EQ(stats->oomKills.has_value(), limits.memoryBytes > 0) << "the memory cgroup only with a limit";
+    }
+    ASSERT_TRUE(adopted->killAll());
+    EXPECT_TRUE(waitEmpty(*r));
+  }
 
   Result<RunCgroup> self = RunCgroup::adopt(::getpid(), *cgroups_);
   ASSERT_FALSE(self);
@@ -342,6 +366,7 @@ TEST_F(CgroupTest, AReleasedRunStillReportsKillsAndRemoves) {
   r->releaseSpawnFds();
   EXPECT_EQ(r->v2DirFd(), -1);
   EXPECT_TRUE(r->procsFds().empty());
+  EXPECT_FALSE(r->watchFd()) << "no descriptor is kept per run";
   EXPECT_FALSE(r->isEmpty());
   Result<CgroupStats> stats = r->stats();
   ASSERT_TRUE(stats) << stats.error().message;
@@ -379,12 +404,107 @@ TEST_F(CgroupTest, StatsCountTheCpuOfABusyLoop) {
   ASSERT_TRUE(stats) << stats.error().message;
   ASSERT_TRUE(stats->cpuNanos);
   EXPECT_GE(*stats->cpuNanos, 250'000'000u);
-  if (enforced("memory limit")) {
-    EXPECT_TRUE(stats->memoryBytes && stats->rssBytes && stats->oomKills);
+  EXPECT_EQ(stats->rssBytes, 0u) << "no process left";
+  if (enforced("memory limit") && !viaV1("memory limit")) {
+    EXPECT_TRUE(stats->memoryBytes && stats->oomKills);
   }
-  if (enforced("process limit")) {
+  if (enforced("process limit") && !viaV1("process limit")) {
     EXPECT_EQ(stats->pidsCurrent, 0u);
   }
+}
+
+// The v1 hierarchies a run is in, by controller ("memory", "pids", "cpu").
+std::vector<std::string> v1ControllersOf(const RunCgroup& r) {
+  std::vector<std::string> out;
+  Result<std::vector<CgroupMount>> mounts = readCgroupMounts();
+  if (!mounts) return out;
+  for (const std::string& dir : r.paths()) {
+    for (const CgroupMount& m : *mounts) {
+      if (!m.v2 && dir.starts_with(m.mountPoint + "/")) out.insert(out.end(), m.controllers.begin(), m.controllers.end());
+    }
+  }
+  return out;
+}
+
+bool has(const std::vector<std::string>& list, const std::string& item) {
+  return std::find(list.begin(), list.end(), item) != list.end();
+}
+
+// Joining a v1 hierarchy is a migration (cgroup.procs) that waits for an RCU
+// grace period: a run without limits is only in its v2 cgroup, born there.
+TEST_F(CgroupTest, ARunWithoutLimitsJoinsNoV1Hierarchy) {
+  Result<RunCgroup> r = run(1);
+  ASSERT_TRUE(r) << r.error().message;
+  if (r->v2DirFd() < 0) GTEST_SKIP() << "no cgroup v2 tree: every run joins v1 hierarchies";
+  std::vector<std::string> v1 = v1ControllersOf(*r);
+  for (const char* c : {"memory", "pids"}) EXPECT_FALSE(has(v1, c)) << c;
+  if (!has(v1, "cpuacct") && !has(v1, "freezer")) {
+    EXPECT_FALSE(has(v1, "cpu"));
+  }
+  if (v1.empty()) {
+    EXPECT_TRUE(r->procsFds().empty());
+  }
+
+  Pipe out = makePipe();
+  SpawnRequest req = shellIn(*r, "cat /proc/self/cgroup");
+  req.stdoutFd = out.write.get();
+  Result<Child> child = spawn(req);
+  ASSERT_TRUE(child) << child.error().message;
+  ChildReaper reaper(child->pidfd.get());
+  out.write.reset();
+  std::string lines = readAll(out.read.get());
+  EXPECT_NE(lines.find("/web/run-1\n"), std::string::npos) << lines;  // the v2 line
+  for (const CgroupMembership& line : parseProcCgroup(lines)) {
+    if (has(line.controllers, "memory") || has(line.controllers, "pids")) {
+      EXPECT_FALSE(line.path.ends_with("/run-1")) << line.path;
+    }
+  }
+}
+
+// With a memory limit (only) the run joins the memory hierarchy where that
+// is v1, and no other v1 one; the OOM count comes from there.
+TEST_F(CgroupTest, ARunWithAMemoryLimitJoinsOnlyTheMemoryHierarchy) {
+  if (!viaV1("memory limit")) GTEST_SKIP() << "the memory limit is not a v1 hierarchy here";
+  Result<RunCgroup> r = run(1, CgroupLimits{.memoryBytes = 64 << 20});
+  ASSERT_TRUE(r) << r.error().message;
+  std::vector<std::string> v1 = v1ControllersOf(*r);
+  EXPECT_TRUE(has(v1, "memory"));
+  if (viaV1("process limit")) {
+    EXPECT_FALSE(has(v1, "pids"));
+  }
+  EXPECT_EQ(r->procsFds().size(), r->paths().size() - (r->v2DirFd() >= 0 ? 1 : 0));
+  Result<CgroupStats> stats = r->stats();
+  ASSERT_TRUE(stats) << stats.error().message;
+  EXPECT_EQ(stats->oomKills, 0u);
+  EXPECT_TRUE(stats->memoryBytes);
+}
+
+// Without a memory cgroup the anonymous memory is summed from /proc/PID/statm.
+TEST_F(CgroupTest, RssIsReportedWithoutAMemoryCgroup) {
+  Result<RunCgroup> r = run(1);
+  ASSERT_TRUE(r) << r.error().message;
+  Pipe out = makePipe();
+  SpawnRequest req = shellIn(*r,
+                             "exec python3 -c 'import sys, time\n"
+                             "b = b\"x\" * (24 << 20)\n"
+                             "print(\"up\", flush=True); time.sleep(60)'");
+  req.stdoutFd = out.write.get();
+  Result<Child> child = spawn(req);
+  ASSERT_TRUE(child) << child.error().message;
+  ChildReaper reaper(child->pidfd.get());
+  out.write.reset();
+  ASSERT_EQ(readLine(out.read.get()), "up");
+  Result<CgroupStats> stats = r->stats();
+  ASSERT_TRUE(stats) << stats.error().message;
+  ASSERT_TRUE(stats->rssBytes);
+  EXPECT_GE(*stats->rssBytes, uint64_t{24} << 20);
+  EXPECT_LT(*stats->rssBytes, uint64_t{200} << 20);
+  if (viaV1("memory limit")) {
+    EXPECT_FALSE(stats->oomKills) << "no memory cgroup, no OOM count";
+    EXPECT_FALSE(stats->memoryBytes);
+  }
+  ASSERT_TRUE(r->killAll());
+  EXPECT_TRUE(waitEmpty(*r));
 }
 
 // A v2 cgroup in the "domain invalid" state refuses CLONE_INTO_CGROUP with

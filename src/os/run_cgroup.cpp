@@ -1,5 +1,6 @@
 // RunCgroup: limits, killing, emptiness and stats of one run (cgroup.h).
 // File formats: Documentation/admin-guide/cgroup-v2.rst and cgroup-v1/*.rst.
+#include <fcntl.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 
 #include "os/cgroup.h"
 
@@ -30,6 +32,23 @@ Result<std::optional<uint64_t>> number(const CgroupDir& dir, std::string_view fi
   Result<std::string> text = dir.read(file);
   if (!text) return std::unexpected(text.error());
   return key.empty() ? plainValue(*text) : keyedValue(*text, key);
+}
+
+// RssAnon of one process in bytes: (resident - shared) pages of
+// /proc/PID/statm (proc(5): shared = RssFile + RssShmem). 0 once it is gone.
+uint64_t anonBytes(pid_t pid) {
+  static const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%d/statm", static_cast<int>(pid));
+  UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!fd) return 0;
+  char buf[128];
+  ssize_t len = ::read(fd.get(), buf, sizeof buf - 1);
+  if (len <= 0) return 0;
+  buf[len] = '\0';
+  unsigned long long size = 0, resident = 0, shared = 0;
+  if (std::sscanf(buf, "%llu %llu %llu", &size, &resident, &shared) != 3 || shared > resident) return 0;
+  return (resident - shared) * kPage;
 }
 
 }  // namespace
@@ -140,13 +159,24 @@ Result<std::vector<pid_t>> RunCgroup::allProcs() const {
 bool RunCgroup::isEmpty() const {
   for (const Node& n : nodes_) {
     if (n.v2) {
-      char buf[256];
-      ssize_t len = ::pread(eventsFd_.get(), buf, sizeof buf - 1, 0);
-      if (len < 0) {
-        if (errno == ENODEV || errno == ENOENT) continue;  // the cgroup was removed
-        return false;
+      std::string text;
+      if (eventsFd_) {
+        char buf[256];
+        ssize_t len = ::pread(eventsFd_.get(), buf, sizeof buf - 1, 0);
+        if (len < 0) {
+          if (errno == ENODEV || errno == ENOENT) continue;  // the cgroup was removed
+          return false;
+        }
+        text.assign(buf, static_cast<size_t>(len));
+      } else {  // released: by path
+        Result<std::string> read = n.dir.read("cgroup.events");
+        if (!read) {
+          if (read.error().code == Errc::kNotFound || read.error().sysErrno == ENODEV) continue;
+          return false;
+        }
+        text = std::move(*read);
       }
-      if (keyedValue(std::string_view(buf, static_cast<size_t>(len)), "populated") != 0u) return false;
+      if (keyedValue(text, "populated") != 0u) return false;
       continue;
     }
     Result<std::vector<pid_t>> pids = n.dir.procs();
@@ -168,6 +198,15 @@ Result<CgroupStats> RunCgroup::stats() const {
   }
   if (const Node* n = node(R::kMemory)) {
     if (auto ok = addMemoryStats(*n, stats); !ok) return std::unexpected(ok.error());
+  } else if (!nodes_.empty()) {
+    // No memory cgroup (a run without a memory limit on a hybrid host).
+    Result<std::vector<pid_t>> pids = nodes_.front().dir.procs();
+    if (!pids && pids.error().code != Errc::kNotFound && pids.error().sysErrno != ENODEV) {
+      return std::unexpected(pids.error());
+    }
+    uint64_t sum = 0;
+    for (pid_t pid : pids.value_or(std::vector<pid_t>{})) sum += anonBytes(pid);
+    stats.rssBytes = sum;
   }
   if (const Node* n = node(R::kPids)) {
     auto pids = number(n->dir, "pids.current");

@@ -16,7 +16,7 @@ using Millis = std::chrono::milliseconds;
 struct ExitInfo {
   bool signaled = false;
   int code = 0;       // exit code, or signal number when signaled; -1 = unknown
-  Millis uptime{0};   // how long the process ran
+  Millis uptime{0};   // how long the process ran; negative = it never started (spawn failed)
   bool outOfMemory = false;  // its cgroup counted an OOM kill during the run
 };
 

@@ -19,6 +19,23 @@ struct Row {
 ExitInfo code(int c, long long uptimeMs) { return ExitInfo{false, c, Millis(uptimeMs)}; }
 ExitInfo signal(int s, long long uptimeMs) { return ExitInfo{true, s, Millis(uptimeMs)}; }
 
+// A spawn that failed (uptime < 0) is a quick failure even with start_secs
+// 0: restarting it at once would recurse into the failing spawn.
+TEST(RestartPolicy, AFailedSpawnBacksOffEvenWithStartSecsZero) {
+  RestartParams p;
+  p.mode = RestartMode::kAlways;
+  p.startSecs = Millis(0);
+  Decision ran = decide(p, code(0, 0), 0, 0.5);
+  EXPECT_EQ(ran.action, Action::kRestart);
+  EXPECT_EQ(ran.delay.count(), 0) << "a process that ran restarts at once with start_secs 0";
+  Decision first = decide(p, code(127, -1), 0, 0.5);
+  EXPECT_EQ(first.action, Action::kRestart);
+  EXPECT_EQ(first.delay.count(), 100);
+  EXPECT_EQ(first.quickFailures, 1);
+  Decision last = decide(p, code(127, -1), p.maxQuickFailures - 1, 0.5);
+  EXPECT_EQ(last.action, Action::kFatal) << last.reason;
+}
+
 TEST(RestartPolicy, DecisionTable) {
   const Row rows[] = {
       // mode, exit, quick failures before → action, delay (jitter 0.5 = x1.0), after

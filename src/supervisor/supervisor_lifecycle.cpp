@@ -240,9 +240,12 @@ void Supervisor::spawnNow(Instance& inst) {
         e.message += " (" + why.error().message + ")";
       return failStart(e);
     }
-    // A passing failure (EAGAIN, ENOMEM): count it as a quick crash.
+    // A passing failure (EAGAIN, ENOMEM): count it as a quick crash, also
+    // with start_secs 0 (a negative uptime is always quick): an immediate
+    // respawn would call back into here on this stack, failing again until
+    // the stack overflows.
     logs_.appendEvent(name, e.message);
-    inst.lastExit = ExitInfo{false, 127, Millis(0)};
+    inst.lastExit = ExitInfo{false, 127, Millis(-1)};
     return handleExit(inst, *inst.lastExit);
   }
   if (inst.cgroup) inst.cgroup->releaseSpawnFds();

@@ -1,0 +1,224 @@
+// Supervisor on the real host (root and cgroups, else skipped): what a run's
+// status reports from its cgroups, and how a start that cannot spawn ends. A run without limits is born in its v2
+// cgroup only (no v1 migration on hybrid hosts), and still shows its CPU and
+// RSS; a memory limit puts it in the memory cgroup, and an OOM kill is named.
+// Each test has its own data dir, store, cgroup root and loopback ports, and
+// stops and removes everything it started, also when an assertion fails.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+
+#include "base/clock.h"
+#include "os/cgroup.h"
+#include "store/database.h"
+#include "supervisor/supervisor.h"
+
+namespace hv::supervisor {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+class SupervisorStatsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "managing cgroups needs root";
+    auto cgroups = os::Cgroups::open("hv-suptest-" + std::to_string(::getpid()) + "-" + std::to_string(++counter_));
+    if (!cgroups || !cgroups->usable()) GTEST_SKIP() << "no usable cgroups on this host";
+    cgroups_.emplace(std::move(*cgroups));
+    char tmpl[] = "/tmp/hv-suptest-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    auto db = store::Database::open(dir_ + "/hostvisor.db");
+    ASSERT_TRUE(db) << db.error().message;
+    db_ = std::move(*db);
+    store::AccountRecord account;
+    account.name = "default";
+    account.user = "root";
+    account.uid = ::geteuid();
+    account.gid = ::getegid();
+    account.home = dir_;
+    ASSERT_TRUE(db_->insertAccount(account));
+    SupervisorOptions options;
+    options.logDir = dir_ + "/logs";
+    ASSERT_TRUE(fs::create_directory(options.logDir));
+    options.portLo = 47100;
+    options.portHi = 47199;
+    options.cgroups = &*cgroups_;
+    sup_.emplace(io_, *db_, clock_, std::move(options));
+    Status loaded = sup_->load();
+    ASSERT_TRUE(loaded) << loaded.error().message;
+  }
+
+  void TearDown() override {
+    if (sup_) {
+      bool stopped = false;
+      sup_->stopAll([&] { stopped = true; });
+      runUntil([&] { return stopped; }, 15s);
+      sup_.reset();
+    }
+    if (cgroups_) {
+      Status ok = cgroups_->destroy();
+      EXPECT_TRUE(ok) << ok.error().message;
+    }
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  // Runs the event loop until `done` holds or the deadline passes.
+  template <typename F>
+  bool runUntil(F done, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      io_.restart();
+      io_.run_for(20ms);
+    }
+    return true;
+  }
+
+  std::string program(const std::string& name, const std::string& text) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    ::chmod(path.c_str(), 0755);
+    return path;
+  }
+
+  Result<InstanceStatus> create(const std::string& name, const std::string& command, int64_t memoryBytes) {
+    store::InstanceRecord spec;
+    spec.name = name;
+    spec.account = "default";
+    spec.command = command;
+    spec.restart = store::RestartMode::kNever;
+    spec.ready = store::ReadyCheck::kStartSecs;
+    spec.startSecs = 0;
+    spec.memoryBytes = memoryBytes;
+    return sup_->create(spec, true);
+  }
+
+  // The cgroup of `pid` in the v1 hierarchy of `controller` ("" if none).
+  static std::string v1CgroupOf(int pid, const std::string& controller) {
+    auto lines = os::readMembership(pid);
+    if (!lines) return {};
+    for (const auto& line : *lines) {
+      for (const auto& c : line.controllers) {
+        if (c == controller) return line.path;
+      }
+    }
+    return {};
+  }
+
+  static bool memoryIsV1(const os::Cgroups& cgroups) {
+    for (const auto& m : cgroups.mechanisms()) {
+      if (m.name == "memory limit") return m.enforced && m.detail.starts_with("v1 ");
+    }
+    return false;
+  }
+
+  static inline int counter_ = 0;
+  boost::asio::io_context io_;
+  SystemClock clock_;
+  std::optional<os::Cgroups> cgroups_;
+  std::string dir_;
+  std::unique_ptr<store::Database> db_;
+  std::optional<Supervisor> sup_;
+};
+
+TEST_F(SupervisorStatsTest, ARunWithoutLimitsShowsCpuAndRssWithoutAMemoryCgroup) {
+  const std::string prog = program("hold.py",
+                                   "#!/usr/bin/python3\n"
+                                   "import time\n"
+                                   "b = b'x' * (16 << 20)\n"
+                                   "time.sleep(60)\n");
+  auto created = create("plain", prog, 0);
+  ASSERT_TRUE(created) << created.error().message;
+  std::optional<InstanceStatus> last;
+  // Stats are cached for a second: poll until python has its 16 MiB.
+  const bool seen = runUntil(
+      [&] {
+        auto s = sup_->get("plain");
+        if (s) last = *s;
+        return s && s->state == State::kRunning && s->rssBytes && *s->rssBytes >= (16 << 20);
+      },
+      15s);
+  ASSERT_TRUE(last);
+  ASSERT_TRUE(seen) << "state " << stateName(last->state) << ", rss " << last->rssBytes.value_or(-1) << ": "
+                    << last->reason;
+  EXPECT_LT(*last->rssBytes, int64_t{200} << 20);
+  ASSERT_TRUE(last->cpuSeconds);
+  EXPECT_GE(*last->cpuSeconds, 0.0);
+  if (memoryIsV1(*cgroups_)) {
+    // Not migrated into the v1 memory hierarchy: no RCU grace period paid.
+    EXPECT_EQ(v1CgroupOf(last->pid, "memory").find("/plain/run-"), std::string::npos)
+        << v1CgroupOf(last->pid, "memory");
+  }
+}
+
+TEST_F(SupervisorStatsTest, AMemoryLimitJoinsTheMemoryCgroupAndAnOomKillIsNamed) {
+  const std::string prog = program("hog.py",
+                                   "#!/usr/bin/python3\n"
+                                   "import sys, time\n"
+                                   "print('up', flush=True)\n"
+                                   "time.sleep(0.3)\n"
+                                   "b = b'x' * (300 << 20)\n"
+                                   "time.sleep(60)\n");
+  auto created = create("hog", prog, 48 << 20);
+  ASSERT_TRUE(created) << created.error().message;
+  if (memoryIsV1(*cgroups_) && created->pid > 0) {
+    EXPECT_NE(v1CgroupOf(created->pid, "memory").find("/hog/run-"), std::string::npos)
+        << v1CgroupOf(created->pid, "memory");
+  }
+  std::optional<InstanceStatus> last;
+  const bool ended = runUntil(
+      [&] {
+        auto s = sup_->get("hog");
+        if (s) last = *s;
+        return s && s->lastExit && s->state != State::kRunning && s->state != State::kStarting;
+      },
+      20s);
+  ASSERT_TRUE(last);
+  ASSERT_TRUE(ended) << "state " << stateName(last->state) << ": " << last->reason;
+  EXPECT_NE(last->reason.find("out of memory"), std::string::npos) << last->reason;
+}
+
+// A spawn that keeps failing with a passing error (here setrlimit: an open
+// files cap above fs.nr_open, EPERM even for root) with start_secs 0 and
+// restart always used to respawn on the same stack until it overflowed and
+// the daemon died; now it backs off and ends fatal as a crash loop.
+TEST_F(SupervisorStatsTest, ASpawnThatKeepsFailingEndsFatalInsteadOfRecursing) {
+  auto account = db_->findAccount("default");
+  ASSERT_TRUE(account && *account);
+  store::AccountRecord a = **account;
+  a.maxOpenFiles = 1 << 30;
+  ASSERT_TRUE(db_->updateAccount(a));
+  const std::string prog = program("idle.sh", "#!/bin/sh\nexec sleep 60\n");
+  store::InstanceRecord spec;
+  spec.name = "failing";
+  spec.account = "default";
+  spec.command = prog;
+  spec.restart = store::RestartMode::kAlways;
+  spec.ready = store::ReadyCheck::kStartSecs;
+  spec.startSecs = 0;
+  (void)sup_->create(spec, true);
+  std::optional<InstanceStatus> last;
+  const bool fatal = runUntil(
+      [&] {
+        auto s = sup_->get("failing");
+        if (s) last = *s;
+        return s && s->state == State::kFatal;
+      },
+      20s);
+  ASSERT_TRUE(last);
+  ASSERT_TRUE(fatal) << "state " << stateName(last->state) << ": " << last->reason;
+  EXPECT_NE(last->reason.find("crash loop"), std::string::npos) << last->reason;
+  EXPECT_EQ(last->pid, 0);
+}
+
+}  // namespace
+}  // namespace hv::supervisor
