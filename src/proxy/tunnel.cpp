@@ -4,6 +4,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include "proxy/offloaded_tunnel.h"
+
 namespace hv::proxy {
 
 namespace {
@@ -14,6 +16,10 @@ constexpr int kReadsPerTurn = 16;  // then yield, so one busy tunnel cannot star
 
 void Tunnel::start(Worker& worker, Stream client, Stream upstream, ClientSlot slot, Upstreams::Lease lease,
                    TunnelSettings settings, std::string toClient, std::string toUpstream) {
+  if (TunnelOffload* offload = worker.offload();
+      offload && OffloadedTunnel::tryStart(worker, *offload, client, upstream, slot, lease, settings, toClient,
+                                           toUpstream))
+    return;
   auto* t = new Tunnel(worker, std::move(client), std::move(upstream), std::move(slot), std::move(lease), settings);
   t->sides_[kToClient].pending = std::move(toClient);
   t->sides_[kToUpstream].pending = std::move(toUpstream);
