@@ -77,9 +77,7 @@ OffloadedTunnel::OffloadedTunnel(Worker& worker, TunnelOffload& offload, UniqueF
       lastActivity_(started_) {
   fds_[0] = std::move(client);
   fds_[1] = std::move(upstream);
-  worker_.track(*this);
-  bump(worker_.stats().tunnelsOpen);
-  bump(worker_.stats().tunnelsTotal);
+  worker_.track(*this);  // tunnelsOpen/Total were counted by Tunnel::start
   bump(worker_.stats().tunnelsOffloaded);
   id_ = worker_.watchOffloaded(*this, fds_[0].get(), fds_[1].get());
 }

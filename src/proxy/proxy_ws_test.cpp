@@ -23,8 +23,10 @@ class ProxyWs : public ::testing::TestWithParam<TunnelOffloadMode> {
   void TearDown() override {
     if (!proxy || !offloaded()) return;
     EXPECT_EQ(proxy->tunnelOffloadStatus(), "sockmap");
+    // A tunnel whose client sends its FIN during the hand-off stays in user
+    // space (CopiesRawBytes… may); the others must all have been offloaded.
     const Stats s = proxy->stats();
-    EXPECT_EQ(s.tunnelsOffloaded, s.tunnelsTotal) << "every tunnel should have been offloaded";
+    EXPECT_GE(s.tunnelsOffloaded + 1, s.tunnelsTotal) << "tunnels should have been offloaded";
     proxy->stop();  // closes whatever is still open
     EXPECT_TRUE(eventually([&] { return proxy->offloadMapEntries() == 0; })) << proxy->offloadMapEntries();
   }
@@ -48,6 +50,9 @@ TEST_P(ProxyWs, EchoesTextAndBinaryMessagesOfAllSizes) {
   WsClient ws;
   ASSERT_TRUE(ws.connect(proxy->boundAddress(), "app.test", "/ws/chat"));
   EXPECT_EQ(proxy->stats().tunnelsOpen, 1u);
+  if (offloaded()) {
+    EXPECT_TRUE(eventually([&] { return proxy->stats().tunnelsOffloaded == 1; }));
+  }
   for (size_t size : {size_t(0), size_t(1), size_t(125), size_t(126), size_t(65535), size_t(65536), size_t(1) << 20}) {
     for (bool binary : {false, true}) {
       std::string message(size, binary ? '\x01' : 'a');
