@@ -36,7 +36,7 @@ struct Config {
   // [proxy] tunnel_offload: who copies established plain ws:// tunnels: "auto"
   // (the kernel, BPF sockmap, where the start-up probe succeeds, else the
   // proxy loop), "sockmap" (the kernel or the daemon does not start), "off".
-  std::string proxyTunnelOffload = "off";
+  std::string proxyTunnelOffload = "auto";
   // [[proxy.upstreams]]: a route to fixed servers, served alongside the
   // instances' routes. Validated here (addresses, rules, no duplicate route).
   struct StaticUpstream {

@@ -77,7 +77,7 @@ TEST(Config, ProxyTuningKeys) {
   EXPECT_EQ(defaults.proxyTunnelIdleMs, 3'600'000);
   EXPECT_EQ(defaults.proxyTunnelLifetimeMs, 0);
   EXPECT_EQ(defaults.proxyHandshakeTimeoutMs, 10'000);
-  EXPECT_EQ(defaults.proxyTunnelOffload, "off");
+  EXPECT_EQ(defaults.proxyTunnelOffload, "auto");
   auto c = parseConfigText(R"([proxy]
 tunnel_offload = "sockmap"
 threads = 3
