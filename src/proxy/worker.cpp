@@ -214,6 +214,9 @@ void Worker::unwatchOffloaded(uint64_t id, int clientFd, int upstreamFd) {
   ::epoll_ctl(offloadEvents_->native_handle(), EPOLL_CTL_DEL, upstreamFd, nullptr);
 }
 
+// Asio's async_wait re-arms the epoll set's registration (EPOLL_CTL_MOD), which
+// re-polls it: events left over (more than one turn takes) or arriving between
+// the last epoll_wait and this wait still wake the loop.
 void Worker::waitOffloadEvents() {
   if (offloadWaiting_ || stopping_ || !offloadEvents_ || !offloadEvents_->is_open()) return;
   offloadWaiting_ = true;
