@@ -213,6 +213,9 @@ Result<std::unique_ptr<proxy::Proxy>> startProxy(const Config& config) {
   pc.limits.tunnelIdle = std::chrono::milliseconds(config.proxyTunnelIdleMs);
   pc.limits.tunnelLifetime = std::chrono::milliseconds(config.proxyTunnelLifetimeMs);
   pc.limits.handshakeTimeout = std::chrono::milliseconds(config.proxyHandshakeTimeoutMs);
+  pc.tunnelOffload = config.proxyTunnelOffload == "sockmap" ? proxy::TunnelOffloadMode::kSockmap
+                     : config.proxyTunnelOffload == "auto"  ? proxy::TunnelOffloadMode::kAuto
+                                                            : proxy::TunnelOffloadMode::kOff;
   auto started = proxy::Proxy::start(std::move(pc));
   if (!started) return std::unexpected(started.error().context("start the front proxy"));
   return started;

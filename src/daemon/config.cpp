@@ -157,6 +157,14 @@ Status readProxyTuning(const toml::table& t, Config& config, const std::string& 
   if (s) s = readRange(t, "handshake_timeout_ms", 100, 600'000, config.proxyHandshakeTimeoutMs, source);
   config.proxyThreads = static_cast<unsigned>(threads);
   config.proxyMaxClientConnections = static_cast<int>(perClient);
+  if (!s) return s;
+  if (const toml::node* node = t.get("tunnel_offload")) {
+    auto v = node->value<std::string>();
+    if (!v || (*v != "auto" && *v != "sockmap" && *v != "off"))
+      return fail(Errc::kInvalidArgument, fmt::format("{}: 'tunnel_offload' must be \"auto\", \"sockmap\" or \"off\"",
+                                                      where(*node, source)));
+    config.proxyTunnelOffload = *v;
+  }
   return s;
 }
 
@@ -166,7 +174,7 @@ Status readProxy(const toml::table& root, Config& config, const std::string& sou
   const toml::table* t = node->as_table();
   if (!t) return fail(Errc::kInvalidArgument, fmt::format("{}: 'proxy' must be a table", where(*node, source)));
   if (auto s = checkKeys(*t, {"listen", "tls_listen", "hold_ms", "certificates", "threads", "max_client_connections",
-                              "tunnel_idle_ms", "tunnel_lifetime_ms", "handshake_timeout_ms", "upstreams"},
+                              "tunnel_idle_ms", "tunnel_lifetime_ms", "handshake_timeout_ms", "tunnel_offload", "upstreams"},
                          "proxy.", source);
       !s)
     return s;

@@ -33,6 +33,10 @@ struct Config {
   int64_t proxyTunnelIdleMs = 3'600'000;       // [proxy] tunnel_idle_ms: a WebSocket tunnel with no byte either way
   int64_t proxyTunnelLifetimeMs = 0;           // [proxy] tunnel_lifetime_ms: hard cap on a tunnel's age; 0 = none
   int64_t proxyHandshakeTimeoutMs = 10'000;    // [proxy] handshake_timeout_ms: TLS handshake, upgrade → 101
+  // [proxy] tunnel_offload: who copies established plain ws:// tunnels: "auto"
+  // (the kernel, BPF sockmap, where the start-up probe succeeds, else the
+  // proxy loop), "sockmap" (the kernel or the daemon does not start), "off".
+  std::string proxyTunnelOffload = "auto";
   // [[proxy.upstreams]]: a route to fixed servers, served alongside the
   // instances' routes. Validated here (addresses, rules, no duplicate route).
   struct StaticUpstream {

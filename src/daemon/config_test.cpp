@@ -77,7 +77,9 @@ TEST(Config, ProxyTuningKeys) {
   EXPECT_EQ(defaults.proxyTunnelIdleMs, 3'600'000);
   EXPECT_EQ(defaults.proxyTunnelLifetimeMs, 0);
   EXPECT_EQ(defaults.proxyHandshakeTimeoutMs, 10'000);
+  EXPECT_EQ(defaults.proxyTunnelOffload, "auto");
   auto c = parseConfigText(R"([proxy]
+tunnel_offload = "sockmap"
 threads = 3
 max_client_connections = 5000
 tunnel_idle_ms = 86400000
@@ -89,6 +91,12 @@ handshake_timeout_ms = 2500
   EXPECT_EQ(c.proxyTunnelIdleMs, 86'400'000);
   EXPECT_EQ(c.proxyTunnelLifetimeMs, 604'800'000);
   EXPECT_EQ(c.proxyHandshakeTimeoutMs, 2500);
+  EXPECT_EQ(c.proxyTunnelOffload, "sockmap");
+  EXPECT_EQ(parseConfigText("[proxy]\ntunnel_offload = \"auto\"\n", "t.toml").value().proxyTunnelOffload, "auto");
+  auto badMode = parseConfigText("[proxy]\ntunnel_offload = \"kernel\"\n", "t.toml");
+  ASSERT_FALSE(badMode);
+  EXPECT_EQ(badMode.error().message, "t.toml:2:18: 'tunnel_offload' must be \"auto\", \"sockmap\" or \"off\"");
+  EXPECT_FALSE(parseConfigText("[proxy]\ntunnel_offload = true\n", "t.toml"));
   auto bad = parseConfigText("[proxy]\nthreads = -1\n", "t.toml");
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().message, "t.toml:2:11: 'threads' must be a whole number from 0 to 256");

@@ -17,6 +17,7 @@ struct Proxy::Impl {
   Shared shared;
   std::vector<std::unique_ptr<Worker>> workers;
   std::string bound, tlsBound;
+  std::string offloadStatus = "off";
   std::mutex routesMutex;  // orders publications, so every loop ends on the same table
   uint64_t routesVersion = 0;
   std::once_flag stopped;
@@ -74,6 +75,18 @@ Result<std::unique_ptr<Proxy>> Proxy::start(ProxyConfig config) {
   const ProxyConfig& c = impl->shared.config;
   if (!c.tlsListen.empty())
     if (auto s = impl->shared.tls.load(c.certificates); !s) return std::unexpected(s.error().context("proxy TLS"));
+  if (c.tunnelOffload != TunnelOffloadMode::kOff) {
+    auto offload = TunnelOffload::open();
+    if (offload) {
+      impl->shared.offload = std::move(*offload);
+      impl->offloadStatus = "sockmap";
+    } else if (c.tunnelOffload == TunnelOffloadMode::kSockmap) {
+      return fail(Errc::kUnavailable,
+                  fmt::format("proxy tunnel_offload = \"sockmap\", but the kernel cannot: {}", offload.error().message));
+    } else {
+      impl->offloadStatus = fmt::format("user space ({})", offload.error().message);
+    }
+  }
   for (unsigned i = 0; i < threads; ++i) impl->workers.push_back(std::make_unique<Worker>(impl->shared));
   if (!c.listen.empty()) {
     auto bound = bindAll(impl->workers, c.listen, false);
@@ -86,8 +99,8 @@ Result<std::unique_ptr<Proxy>> Proxy::start(ProxyConfig config) {
     impl->tlsBound = *bound;
   }
   for (auto& worker : impl->workers) worker->start();
-  spdlog::info("proxy: listening on {}{}{} with {} loops", impl->bound, impl->tlsBound.empty() ? "" : " and TLS on ",
-               impl->tlsBound, threads);
+  spdlog::info("proxy: listening on {}{}{} with {} loops; tunnel offload: {}", impl->bound,
+               impl->tlsBound.empty() ? "" : " and TLS on ", impl->tlsBound, threads, impl->offloadStatus);
   return std::unique_ptr<Proxy>(new Proxy(std::move(impl)));
 }
 
@@ -112,6 +125,8 @@ Status Proxy::reloadCertificates(std::vector<Certificate> certificates) {
 
 std::string Proxy::boundAddress() const { return impl_->bound; }
 std::string Proxy::tlsBoundAddress() const { return impl_->tlsBound; }
+std::string Proxy::tunnelOffloadStatus() const { return impl_->offloadStatus; }
+size_t Proxy::offloadMapEntries() const { return impl_->shared.offload ? impl_->shared.offload->entries() : 0; }
 
 Stats Proxy::stats() const {
   Stats s;
@@ -123,6 +138,7 @@ Stats Proxy::stats() const {
     add(s.connectionsRejected, w.connectionsRejected);
     add(s.tunnelsOpen, w.tunnelsOpen);
     add(s.tunnelsTotal, w.tunnelsTotal);
+    add(s.tunnelsOffloaded, w.tunnelsOffloaded);
     add(s.requests, w.requests);
     add(s.responses2xx, w.responses2xx);
     add(s.responses3xx, w.responses3xx);

@@ -45,12 +45,19 @@ struct Limits {
   milliseconds upstreamIdleTimeout{30'000};  // pooled upstream connections older than this are closed
 };
 
+// Who copies the bytes of an established plain (ws://, not wss://) tunnel:
+// kOff: the loop (Tunnel); kSockmap: the kernel (BPF sockmap redirect,
+// OffloadedTunnel), and start() fails when the kernel cannot; kAuto: the
+// kernel where start()'s probe succeeds, else the loop.
+enum class TunnelOffloadMode { kOff, kAuto, kSockmap };
+
 struct ProxyConfig {
   std::string listen = "127.0.0.1:8080";  // "ADDR:PORT" (port 0 = any); "" = no plain listener
   std::string tlsListen;                  // same form; "" = no TLS listener
   unsigned threads = 0;                   // event loops; 0 = one per CPU of the affinity mask
   Limits limits;
   std::vector<Certificate> certificates;  // required when tlsListen is set
+  TunnelOffloadMode tunnelOffload = TunnelOffloadMode::kOff;
 };
 
 // Counters since start (gauges say "open"). Summed over loops on each call.
@@ -60,6 +67,7 @@ struct Stats {
   uint64_t connectionsRejected = 0;  // over maxConnsPerClient
   uint64_t tunnelsOpen = 0;
   uint64_t tunnelsTotal = 0;
+  uint64_t tunnelsOffloaded = 0;     // of tunnelsTotal, copied by the kernel (sockmap)
   uint64_t requests = 0;             // request heads received
   uint64_t responses2xx = 0;         // final responses sent, by class (ours and the upstreams')
   uint64_t responses3xx = 0;
@@ -68,8 +76,8 @@ struct Stats {
   uint64_t upstreamConnects = 0;     // new upstream connections
   uint64_t upstreamReuses = 0;       // requests sent on a pooled connection
   uint64_t upstreamFailures = 0;     // failed connects (each ejects the upstream)
-  uint64_t tunnelBytesIn = 0;        // client → upstream, after the 101
-  uint64_t tunnelBytesOut = 0;       // upstream → client, after the 101
+  uint64_t tunnelBytesIn = 0;        // client → upstream, after the 101 (offloaded tunnels: added
+  uint64_t tunnelBytesOut = 0;       // upstream → client     every idle/4 and at close, so they lag)
   uint64_t httpBytesIn = 0;          // requests (heads + bodies) sent upstream
   uint64_t httpBytesOut = 0;         // responses (heads + bodies, ours too) sent to clients
 };
@@ -90,6 +98,11 @@ class Proxy {
 
   std::string boundAddress() const;     // "127.0.0.1:PORT", "" if none
   std::string tlsBoundAddress() const;  // "" if none
+  // "sockmap" (plain tunnels are copied by the kernel), "off", or
+  // "user space (REASON)" when kAuto found the kernel unable.
+  std::string tunnelOffloadStatus() const;
+  // Entries in the offload's BPF maps (0 without offload): a closed tunnel leaves none.
+  size_t offloadMapEntries() const;
   Stats stats() const;
   void stop();  // idempotent
 

@@ -26,6 +26,8 @@ std::string prometheusText(const Stats& s) {
     out += fmt::format("hostvisor_proxy_responses_total{{class=\"{}\"}} {}\n", cls, n);
   series(out, "hostvisor_proxy_tunnels_open", "gauge", "WebSocket tunnels open.", s.tunnelsOpen);
   series(out, "hostvisor_proxy_tunnels_total", "counter", "WebSocket tunnels opened.", s.tunnelsTotal);
+  series(out, "hostvisor_proxy_tunnels_offloaded_total", "counter",
+         "WebSocket tunnels whose bytes the kernel copied (BPF sockmap).", s.tunnelsOffloaded);
   out += "# HELP hostvisor_proxy_tunnel_bytes_total Bytes copied through tunnels after the 101.\n"
          "# TYPE hostvisor_proxy_tunnel_bytes_total counter\n";
   out += fmt::format("hostvisor_proxy_tunnel_bytes_total{{direction=\"in\"}} {}\n", s.tunnelBytesIn);

@@ -269,13 +269,14 @@ Certificate makeCertificate(const std::string& dir, const std::string& name, con
 }
 
 std::unique_ptr<Proxy> startProxy(Limits limits, unsigned threads, std::string tlsListen,
-                                  std::vector<Certificate> certificates) {
+                                  std::vector<Certificate> certificates, TunnelOffloadMode offload) {
   ProxyConfig config;
   config.listen = "127.0.0.1:0";
   config.tlsListen = std::move(tlsListen);
   config.threads = threads;
   config.limits = limits;
   config.certificates = std::move(certificates);
+  config.tunnelOffload = offload;
   auto proxy = Proxy::start(std::move(config));
   if (!proxy) {
     ADD_FAILURE() << proxy.error().message;

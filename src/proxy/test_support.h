@@ -154,7 +154,8 @@ Certificate makeCertificate(const std::string& dir, const std::string& name, con
 
 // A proxy on 127.0.0.1:0 with one loop (deterministic balancing) unless told.
 std::unique_ptr<Proxy> startProxy(Limits limits = {}, unsigned threads = 1, std::string tlsListen = "",
-                                  std::vector<Certificate> certificates = {});
+                                  std::vector<Certificate> certificates = {},
+                                  TunnelOffloadMode offload = TunnelOffloadMode::kOff);
 
 // A route to upstreams on 127.0.0.1 at `ports`, all up.
 Route routeTo(const std::string& prefix, std::vector<uint16_t> ports, const std::string& host = "",

@@ -4,6 +4,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include "proxy/offloaded_tunnel.h"
+
 namespace hv::proxy {
 
 namespace {
@@ -14,6 +16,14 @@ constexpr int kReadsPerTurn = 16;  // then yield, so one busy tunnel cannot star
 
 void Tunnel::start(Worker& worker, Stream client, Stream upstream, ClientSlot slot, Upstreams::Lease lease,
                    TunnelSettings settings, std::string toClient, std::string toUpstream) {
+  // Counted before any byte of the 101 leaves, whichever kind of tunnel it
+  // becomes; each kind's destructor takes it off tunnelsOpen.
+  bump(worker.stats().tunnelsOpen);
+  bump(worker.stats().tunnelsTotal);
+  if (TunnelOffload* offload = worker.offload();
+      offload && OffloadedTunnel::tryStart(worker, *offload, client, upstream, slot, lease, settings, toClient,
+                                           toUpstream))
+    return;
   auto* t = new Tunnel(worker, std::move(client), std::move(upstream), std::move(slot), std::move(lease), settings);
   t->sides_[kToClient].pending = std::move(toClient);
   t->sides_[kToUpstream].pending = std::move(toUpstream);
@@ -40,8 +50,6 @@ Tunnel::Tunnel(Worker& worker, Stream client, Stream upstream, ClientSlot slot, 
   for (Side& side : sides_)
     if (!side.from->tls()) side.landing = std::exchange(next, next + kLanding);
   worker_.track(*this);
-  bump(worker_.stats().tunnelsOpen);
-  bump(worker_.stats().tunnelsTotal);
 }
 
 Tunnel::~Tunnel() { worker_.stats().tunnelsOpen.fetch_sub(1, std::memory_order_relaxed); }

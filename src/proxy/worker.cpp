@@ -4,15 +4,18 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include <boost/asio/detail/socket_option.hpp>
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <future>
 
 #include "proxy/http_session.h"
+#include "proxy/offloaded_tunnel.h"
 
 namespace hv::proxy {
 
@@ -97,6 +100,10 @@ void Worker::closeAll() {
   }
   sweep_.cancel();
   upstreams_.closeAll();
+  if (offloadEvents_) {
+    error_code ignored;
+    offloadEvents_->close(ignored);
+  }
   routeWaiters_.clear();
   std::vector<Closable*> open;
   for (Closable& c : live_) open.push_back(&c);
@@ -165,6 +172,73 @@ void Worker::doSweep() {
     std::erase_if(routeWaiters_, [](const auto& w) { return w.first.expired(); });
     doSweep();
   });
+}
+
+}  // namespace hv::proxy
+
+namespace hv::proxy {
+
+uint64_t Worker::watchOffloaded(OffloadedTunnel& t, int clientFd, int upstreamFd) {
+  if (!offloadEvents_) {
+    const int fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) {
+      spdlog::warn("proxy: epoll_create1 for offloaded tunnels: {}", std::strerror(errno));
+      return 0;
+    }
+    offloadEvents_ = std::make_unique<asio::posix::stream_descriptor>(io_, fd);
+  }
+  const uint64_t id = nextWatch_++;
+  const int epfd = offloadEvents_->native_handle();
+  const int fds[2] = {clientFd, upstreamFd};
+  for (int side = 0; side < 2; ++side) {
+    // Only EPOLLRDHUP (+ the implicit ERR/HUP): a data wake-up carries EPOLLIN
+    // as its key, so the kernel's epoll callback drops it without waking us.
+    epoll_event ev{};
+    ev.events = EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = id << 1 | static_cast<uint64_t>(side);
+    if (::epoll_ctl(epfd, EPOLL_CTL_ADD, fds[side], &ev) != 0) {
+      spdlog::warn("proxy: epoll_ctl for an offloaded tunnel: {}", std::strerror(errno));
+      if (side == 1) ::epoll_ctl(epfd, EPOLL_CTL_DEL, fds[0], nullptr);
+      return 0;
+    }
+  }
+  offloaded_.emplace(id, &t);
+  waitOffloadEvents();
+  return id;
+}
+
+void Worker::unwatchOffloaded(uint64_t id, int clientFd, int upstreamFd) {
+  offloaded_.erase(id);
+  if (!offloadEvents_ || !offloadEvents_->is_open()) return;
+  ::epoll_ctl(offloadEvents_->native_handle(), EPOLL_CTL_DEL, clientFd, nullptr);
+  ::epoll_ctl(offloadEvents_->native_handle(), EPOLL_CTL_DEL, upstreamFd, nullptr);
+}
+
+// Asio's async_wait re-arms the epoll set's registration (EPOLL_CTL_MOD), which
+// re-polls it: events left over (more than one turn takes) or arriving between
+// the last epoll_wait and this wait still wake the loop.
+void Worker::waitOffloadEvents() {
+  if (offloadWaiting_ || stopping_ || !offloadEvents_ || !offloadEvents_->is_open()) return;
+  offloadWaiting_ = true;
+  offloadEvents_->async_wait(asio::posix::stream_descriptor::wait_read, [this](error_code ec) {
+    offloadWaiting_ = false;
+    if (ec || stopping_) return;
+    onOffloadEvents();
+    if (!offloaded_.empty()) waitOffloadEvents();
+  });
+}
+
+void Worker::onOffloadEvents() {
+  epoll_event events[64];
+  for (int round = 0; round < 16; ++round) {
+    const int n = ::epoll_wait(offloadEvents_->native_handle(), events, 64, 0);
+    for (int i = 0; i < n; ++i) {
+      // Looked up per event: an earlier event of this batch may have ended the tunnel.
+      auto it = offloaded_.find(events[i].data.u64 >> 1);
+      if (it != offloaded_.end()) it->second->onEvent(static_cast<int>(events[i].data.u64 & 1), events[i].events);
+    }
+    if (n < 64) return;
+  }
 }
 
 }  // namespace hv::proxy

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/intrusive/list.hpp>
 
@@ -16,11 +17,13 @@
 #include <list>
 #include <memory>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "proxy/client_limiter.h"
 #include "proxy/proxy.h"
 #include "proxy/route_table.h"
+#include "proxy/tunnel_offload.h"
 #include "proxy/upstreams.h"
 
 namespace hv::proxy {
@@ -38,7 +41,7 @@ class Closable
 // Counters of one worker, written by its thread only (relaxed), read by stats().
 struct WorkerStats {
   std::atomic<uint64_t> connectionsOpen{0}, connectionsTotal{0}, connectionsRejected{0};
-  std::atomic<uint64_t> tunnelsOpen{0}, tunnelsTotal{0}, requests{0};
+  std::atomic<uint64_t> tunnelsOpen{0}, tunnelsTotal{0}, tunnelsOffloaded{0}, requests{0};
   std::atomic<uint64_t> responses2xx{0}, responses3xx{0}, responses4xx{0}, responses5xx{0};
   std::atomic<uint64_t> upstreamConnects{0}, upstreamReuses{0}, upstreamFailures{0};
   std::atomic<uint64_t> tunnelBytesIn{0}, tunnelBytesOut{0}, httpBytesIn{0}, httpBytesOut{0};
@@ -48,13 +51,17 @@ inline void bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
   counter.fetch_add(n, std::memory_order_relaxed);
 }
 
-// What all workers share: configuration, the per-client limiter, certificates.
+// What all workers share: configuration, the per-client limiter, certificates,
+// the tunnel offload (null: tunnels stay in user space).
 struct Shared {
   explicit Shared(ProxyConfig c) : config(std::move(c)), limiter(config.limits.maxConnsPerClient) {}
   ProxyConfig config;
   ClientLimiter limiter;
   TlsStore tls;
+  std::unique_ptr<TunnelOffload> offload;
 };
+
+class OffloadedTunnel;
 
 class Worker {
  public:
@@ -89,6 +96,13 @@ class Worker {
   }
   void track(Closable& c) { live_.push_back(c); }
 
+  TunnelOffload* offload() { return shared_.offload.get(); }
+  // Offloaded tunnels: their two sockets join this loop's offload epoll set
+  // (EPOLLRDHUP, edge-triggered), and events come back as t.onEvent(side).
+  // Returns the watch id, 0 if epoll refused.
+  uint64_t watchOffloaded(OffloadedTunnel& t, int clientFd, int upstreamFd);
+  void unwatchOffloaded(uint64_t id, int clientFd, int upstreamFd);
+
  private:
   struct Listener;
   void doAccept(Listener& l);
@@ -96,6 +110,8 @@ class Worker {
   void startSession(tcp::socket socket, bool tls);
   void doSweep();
   void closeAll();
+  void waitOffloadEvents();
+  void onOffloadEvents();
 
   Shared& shared_;
   asio::io_context io_{1};
@@ -110,6 +126,12 @@ class Worker {
   std::vector<std::pair<std::weak_ptr<void>, std::function<void()>>> routeWaiters_;
   std::unique_ptr<char[]> scratch_;
   boost::intrusive::list<Closable, boost::intrusive::constant_time_size<false>> live_;
+  // The offload epoll set, made at the first offloaded tunnel; the loop waits
+  // for it to be readable like for any descriptor.
+  std::unique_ptr<asio::posix::stream_descriptor> offloadEvents_;
+  bool offloadWaiting_ = false;
+  uint64_t nextWatch_ = 1;
+  std::unordered_map<uint64_t, OffloadedTunnel*> offloaded_;
 };
 
 }  // namespace hv::proxy
