@@ -35,6 +35,7 @@ InstanceStatus sample() {
   s.cpuSeconds = 0.42;
   s.rssBytes = 9773056;
   s.blocked = {1, 2, 3, 4};
+  s.output = {5, 6, 7};
   return s;
 }
 
@@ -80,7 +81,8 @@ TEST(InstanceJson, EveryFieldWithItsValue) {
   EXPECT_EQ(o.at("cpu"), 50);
   EXPECT_EQ(o.at("procs"), 7);
   EXPECT_EQ(o.at("created_at"), 1763790000);
-  EXPECT_EQ(o.size(), 32u);  // none missing, none added
+  EXPECT_EQ(o.at("log"), (json::object{{"written_bytes", 5}, {"dropped_lines", 6}, {"dropped_bytes", 7}}));
+  EXPECT_EQ(o.size(), 33u);  // none missing, none added
   // And none written twice (a parser keeps only one of duplicate keys).
   const std::string text = instanceJson(sample());
   for (const auto& [key, value] : o) {

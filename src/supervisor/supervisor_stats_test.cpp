@@ -52,6 +52,12 @@ class SupervisorStatsTest : public ::testing::Test {
     options.portLo = 47100;
     options.portHi = 47199;
     options.cgroups = &*cgroups_;
+    // The programs' output goes through a real log keeper (the built binary).
+    keeper_.emplace(io_, logkeeper::ClientOptions{dir_ + "/log-keeper.sock", dir_, dir_ + "/log-keeper.log",
+                                                  1 << 20, 1, HV_BINARY});
+    Status kept = keeper_->start();
+    ASSERT_TRUE(kept) << kept.error().message;
+    options.output = &*keeper_;
     sup_.emplace(io_, *db_, clock_, std::move(options));
     Status loaded = sup_->load();
     ASSERT_TRUE(loaded) << loaded.error().message;
@@ -64,6 +70,7 @@ class SupervisorStatsTest : public ::testing::Test {
       runUntil([&] { return stopped; }, 15s);
       sup_.reset();
     }
+    if (keeper_) keeper_->quit();
     if (cgroups_) {
       Status ok = cgroups_->destroy();
       EXPECT_TRUE(ok) << ok.error().message;
@@ -127,6 +134,7 @@ class SupervisorStatsTest : public ::testing::Test {
   std::optional<os::Cgroups> cgroups_;
   std::string dir_;
   std::unique_ptr<store::Database> db_;
+  std::optional<logkeeper::Client> keeper_;
   std::optional<Supervisor> sup_;
 };
 
