@@ -299,6 +299,7 @@ class Keeper {
     std::lock_guard lock(mu_);
     if (pipe->pending + data.size() > kMaxPending) {
       drop(*pipe, data, "the log buffer was full (the disk is slower than the program)");
+      enqueue(pipe);  // the writer says so as soon as it can, not at the next output
       return true;
     }
     pipe->chunks.emplace_back(data);
@@ -356,6 +357,10 @@ class Keeper {
   // A file never grows past maxBytes unless one line is longer: a chunk is
   // cut after its last line that fits, the file rotated, the rest goes on.
   void writeOut(Pipe& p, std::deque<std::string>& chunks, int64_t maxBytes, int keep) {
+    if (chunks.empty()) {  // only a drop to report
+      std::string reason;
+      (void)writeReport(p, reason);
+    }
     for (const std::string& chunk : chunks) {
       std::string_view rest = chunk;
       while (!rest.empty()) {

@@ -25,7 +25,7 @@
 
 namespace hv::logkeeper {
 
-inline constexpr size_t kMaxPending = 1 << 20;  // bytes buffered per instance
+inline constexpr size_t kMaxPending = 4 << 20;  // bytes buffered per instance
 
 // Serves the listening SOCK_SEQPACKET socket `listenFd` (the daemon
 // connects; one connection at a time, a new one replaces the old) until a
