@@ -216,6 +216,7 @@ Result<std::unique_ptr<proxy::Proxy>> startProxy(const Config& config) {
   pc.tunnelOffload = config.proxyTunnelOffload == "sockmap" ? proxy::TunnelOffloadMode::kSockmap
                      : config.proxyTunnelOffload == "auto"  ? proxy::TunnelOffloadMode::kAuto
                                                             : proxy::TunnelOffloadMode::kOff;
+  pc.tlsTakeover = config.proxyTlsTakeover != "off";
   auto started = proxy::Proxy::start(std::move(pc));
   if (!started) return std::unexpected(started.error().context("start the front proxy"));
   return started;

@@ -165,6 +165,13 @@ Status readProxyTuning(const toml::table& t, Config& config, const std::string& 
                                                       where(*node, source)));
     config.proxyTunnelOffload = *v;
   }
+  if (const toml::node* node = t.get("tls_takeover")) {
+    auto v = node->value<std::string>();
+    if (!v || (*v != "auto" && *v != "off"))
+      return fail(Errc::kInvalidArgument,
+                  fmt::format("{}: 'tls_takeover' must be \"auto\" or \"off\"", where(*node, source)));
+    config.proxyTlsTakeover = *v;
+  }
   return s;
 }
 
@@ -174,7 +181,7 @@ Status readProxy(const toml::table& root, Config& config, const std::string& sou
   const toml::table* t = node->as_table();
   if (!t) return fail(Errc::kInvalidArgument, fmt::format("{}: 'proxy' must be a table", where(*node, source)));
   if (auto s = checkKeys(*t, {"listen", "tls_listen", "hold_ms", "certificates", "threads", "max_client_connections",
-                              "tunnel_idle_ms", "tunnel_lifetime_ms", "handshake_timeout_ms", "tunnel_offload", "upstreams"},
+                              "tunnel_idle_ms", "tunnel_lifetime_ms", "handshake_timeout_ms", "tunnel_offload", "tls_takeover", "upstreams"},
                          "proxy.", source);
       !s)
     return s;

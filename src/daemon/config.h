@@ -37,6 +37,9 @@ struct Config {
   // (the kernel, BPF sockmap, where the start-up probe succeeds, else the
   // proxy loop), "sockmap" (the kernel or the daemon does not start), "off".
   std::string proxyTunnelOffload = "auto";
+  // [proxy] tls_takeover: "auto" (a wss tunnel on TLS 1.3 continues with the
+  // proxy's own record layer and OpenSSL's SSL is freed: less idle memory) or "off".
+  std::string proxyTlsTakeover = "auto";
   // [[proxy.upstreams]]: a route to fixed servers, served alongside the
   // instances' routes. Validated here (addresses, rules, no duplicate route).
   struct StaticUpstream {

@@ -97,6 +97,9 @@ handshake_timeout_ms = 2500
   ASSERT_FALSE(badMode);
   EXPECT_EQ(badMode.error().message, "t.toml:2:18: 'tunnel_offload' must be \"auto\", \"sockmap\" or \"off\"");
   EXPECT_FALSE(parseConfigText("[proxy]\ntunnel_offload = true\n", "t.toml"));
+  EXPECT_EQ(defaults.proxyTlsTakeover, "auto");
+  EXPECT_EQ(parseConfigText("[proxy]\ntls_takeover = \"off\"\n", "t.toml").value().proxyTlsTakeover, "off");
+  EXPECT_FALSE(parseConfigText("[proxy]\ntls_takeover = \"on\"\n", "t.toml"));
   auto bad = parseConfigText("[proxy]\nthreads = -1\n", "t.toml");
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().message, "t.toml:2:11: 'threads' must be a whole number from 0 to 256");

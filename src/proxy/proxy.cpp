@@ -73,6 +73,7 @@ Result<std::unique_ptr<Proxy>> Proxy::start(ProxyConfig config) {
   const unsigned threads = config.threads ? config.threads : usableCpus();
   auto impl = std::make_unique<Impl>(std::move(config));
   const ProxyConfig& c = impl->shared.config;
+  impl->shared.tls.setTakeover(c.tlsTakeover);
   if (!c.tlsListen.empty())
     if (auto s = impl->shared.tls.load(c.certificates); !s) return std::unexpected(s.error().context("proxy TLS"));
   if (c.tunnelOffload != TunnelOffloadMode::kOff) {
@@ -139,6 +140,7 @@ Stats Proxy::stats() const {
     add(s.tunnelsOpen, w.tunnelsOpen);
     add(s.tunnelsTotal, w.tunnelsTotal);
     add(s.tunnelsOffloaded, w.tunnelsOffloaded);
+    add(s.tunnelsTlsTakeover, w.tunnelsTlsTakeover);
     add(s.requests, w.requests);
     add(s.responses2xx, w.responses2xx);
     add(s.responses3xx, w.responses3xx);

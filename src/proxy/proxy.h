@@ -58,6 +58,10 @@ struct ProxyConfig {
   Limits limits;
   std::vector<Certificate> certificates;  // required when tlsListen is set
   TunnelOffloadMode tunnelOffload = TunnelOffloadMode::kOff;
+  // wss tunnels: free OpenSSL's SSL once the tunnel starts and continue TLS
+  // 1.3 with our own record layer (tls_records.h; idle memory). Connections
+  // that do not qualify (TLS 1.2, ...) keep the SSL either way.
+  bool tlsTakeover = true;
 };
 
 // Counters since start (gauges say "open"). Summed over loops on each call.
@@ -68,6 +72,7 @@ struct Stats {
   uint64_t tunnelsOpen = 0;
   uint64_t tunnelsTotal = 0;
   uint64_t tunnelsOffloaded = 0;     // of tunnelsTotal, copied by the kernel (sockmap)
+  uint64_t tunnelsTlsTakeover = 0;   // of tunnelsTotal, TLS continued without OpenSSL's SSL
   uint64_t requests = 0;             // request heads received
   uint64_t responses2xx = 0;         // final responses sent, by class (ours and the upstreams')
   uint64_t responses3xx = 0;

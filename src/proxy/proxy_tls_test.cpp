@@ -118,6 +118,7 @@ TEST_F(ProxyTls, WssEchoesThroughTheTunnel) {
     EXPECT_EQ(*back, message);
   }
   EXPECT_EQ(proxy->stats().tunnelsOpen, 1u);
+  EXPECT_EQ(proxy->stats().tunnelsTlsTakeover, 1u);  // TLS 1.3: carried on by tls_records, not the SSL
 }
 
 TEST_F(ProxyTls, ReloadSwapsCertificatesAndKeepsOpenConnections) {
@@ -137,6 +138,7 @@ TEST_F(ProxyTls, ReloadSwapsCertificatesAndKeepsOpenConnections) {
   EXPECT_EQ(echoed(r->body(), "target"), "/after-reload");
   ASSERT_TRUE(ws.send("still open", false));
   EXPECT_EQ(ws.receive(), "still open");
+  EXPECT_EQ(proxy->stats().tunnelsTlsTakeover, 1u);  // an SNI-chosen context took over too
 }
 
 TEST_F(ProxyTls, FailedReloadKeepsTheOldCertificates) {

@@ -28,6 +28,9 @@ std::string prometheusText(const Stats& s) {
   series(out, "hostvisor_proxy_tunnels_total", "counter", "WebSocket tunnels opened.", s.tunnelsTotal);
   series(out, "hostvisor_proxy_tunnels_offloaded_total", "counter",
          "WebSocket tunnels whose bytes the kernel copied (BPF sockmap).", s.tunnelsOffloaded);
+  series(out, "hostvisor_proxy_tunnels_tls_takeover_total", "counter",
+         "wss tunnels whose TLS 1.3 records the proxy's own record layer carried on (OpenSSL's SSL freed).",
+         s.tunnelsTlsTakeover);
   out += "# HELP hostvisor_proxy_tunnel_bytes_total Bytes copied through tunnels after the 101.\n"
          "# TYPE hostvisor_proxy_tunnel_bytes_total counter\n";
   out += fmt::format("hostvisor_proxy_tunnel_bytes_total{{direction=\"in\"}} {}\n", s.tunnelBytesIn);

@@ -1,5 +1,7 @@
 #include "proxy/stream.h"
 
+#include "proxy/tls_records.h"
+
 #include <openssl/err.h>
 #include <sys/socket.h>
 
@@ -20,13 +22,17 @@ Stream::Stream(tcp::socket socket, SSL* ssl) : socket_(std::move(socket)), ssl_(
 }
 
 Stream::Stream(Stream&& other) noexcept
-    : socket_(std::move(other.socket_)), ssl_(std::exchange(other.ssl_, nullptr)), fatal_(other.fatal_) {}
+    : socket_(std::move(other.socket_)),
+      ssl_(std::exchange(other.ssl_, nullptr)),
+      records_(std::move(other.records_)),
+      fatal_(other.fatal_) {}
 
 Stream& Stream::operator=(Stream&& other) noexcept {
   if (this != &other) {
     if (ssl_) SSL_free(ssl_);
     socket_ = std::move(other.socket_);
     ssl_ = std::exchange(other.ssl_, nullptr);
+    records_ = std::move(other.records_);
     fatal_ = other.fatal_;
   }
   return *this;
@@ -34,6 +40,20 @@ Stream& Stream::operator=(Stream&& other) noexcept {
 
 Stream::~Stream() {
   if (ssl_) SSL_free(ssl_);
+}
+
+bool Stream::takeOverTls() {
+  if (!ssl_) return false;
+  auto records = TlsRecords::takeOver(ssl_);
+  if (!records) return false;
+  SSL_free(std::exchange(ssl_, nullptr));  // the socket BIO does not own the fd
+  records_ = std::move(records);
+  return true;
+}
+
+bool Stream::hasBuffered() const {
+  if (records_) return records_->hasBuffered();
+  return ssl_ && SSL_has_pending(ssl_) == 1;
 }
 
 IoResult Stream::sslResult(int ret, IoStatus doneStatus) {
@@ -56,6 +76,7 @@ IoResult Stream::sslResult(int ret, IoStatus doneStatus) {
 }
 
 IoResult Stream::tryRead(char* data, size_t size) {
+  if (records_) return records_->read(socket_.native_handle(), data, size);
   if (ssl_) {
     ERR_clear_error();
     errno = 0;
@@ -72,6 +93,7 @@ IoResult Stream::tryRead(char* data, size_t size) {
 }
 
 IoResult Stream::tryWrite(const char* data, size_t size) {
+  if (records_) return records_->write(socket_.native_handle(), data, size);
   size_t done = 0;
   while (done < size) {
     IoResult r;
@@ -97,7 +119,7 @@ IoResult Stream::tryWrite(const char* data, size_t size) {
 }
 
 IoResult Stream::tryWriteGather(const iovec* iov, size_t count) {
-  if (ssl_) {
+  if (ssl_ || records_) {
     if (count == 1 || iov[0].iov_len >= kTlsRecord / 2)
       return tryWrite(static_cast<const char*>(iov[0].iov_base), iov[0].iov_len);
     // One thread-local chunk per loop thread: it holds bytes only for the
@@ -141,6 +163,7 @@ void Stream::shutdownSend() {
     SSL_shutdown(ssl_);  // sends close_notify; we keep reading, so no wait for the peer's
     ERR_clear_error();
   }
+  if (records_) records_->sendCloseNotify(socket_.native_handle());
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_send, ignored);
 }

@@ -20,10 +20,13 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 
+#include <memory>
 #include <type_traits>
 #include <utility>
 
 namespace hv::proxy {
+
+class TlsRecords;
 
 namespace asio = boost::asio;
 using boost::system::error_code;
@@ -56,12 +59,18 @@ class Stream {
 
   executor_type get_executor() { return socket_.get_executor(); }
   tcp::socket& socket() { return socket_; }
-  bool tls() const { return ssl_ != nullptr; }
+  bool tls() const { return ssl_ != nullptr || records_ != nullptr; }
+  // TLS takeover (tls_records.h): frees the SSL and continues the connection
+  // with our own TLS 1.3 record layer. False (the SSL stays, nothing changes)
+  // when this connection does not qualify. Only for the tunnel: Beast's
+  // async_* faces must not be used afterwards.
+  bool takeOverTls();
+  bool tookOver() const { return records_ != nullptr; }
   // TLS only: bytes OpenSSL holds — decrypted, or records read ahead — that a
   // readiness wait on the socket would not see. Ask it only after a read that
   // returned data: after WANT_READ it may hold a partial record, whose rest
   // the socket will signal (reading again at once would spin).
-  bool hasBuffered() const { return ssl_ && SSL_has_pending(ssl_) == 1; }
+  bool hasBuffered() const;
 
   IoResult tryRead(char* data, size_t size);
   IoResult tryWrite(const char* data, size_t size);
@@ -185,6 +194,7 @@ class Stream {
 
   tcp::socket socket_;
   SSL* ssl_ = nullptr;
+  std::unique_ptr<TlsRecords> records_;  // after takeOverTls(); ssl_ is null then
   bool fatal_ = false;  // a TLS error happened: SSL_shutdown is not allowed any more
 };
 

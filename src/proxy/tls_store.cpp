@@ -1,5 +1,7 @@
 #include "proxy/tls_store.h"
 
+#include "proxy/tls_records.h"
+
 #include <fmt/format.h>
 #include <openssl/err.h>
 
@@ -47,7 +49,7 @@ struct TlsStore::Set {
 
 namespace {
 
-Result<SSL_CTX*> makeContext(const Certificate& c, int (*onName)(SSL*, int*, void*), void* arg) {
+Result<SSL_CTX*> makeContext(const Certificate& c, int (*onName)(SSL*, int*, void*), void* arg, bool takeover) {
   ERR_clear_error();
   SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
   if (!ctx) return fail(Errc::kInternal, "SSL_CTX_new: " + sslError());
@@ -72,6 +74,7 @@ Result<SSL_CTX*> makeContext(const Certificate& c, int (*onName)(SSL*, int*, voi
   if (SSL_CTX_check_private_key(ctx) != 1) return bad("the key does not match the certificate");
   SSL_CTX_set_tlsext_servername_callback(ctx, onName);
   SSL_CTX_set_tlsext_servername_arg(ctx, arg);
+  if (takeover) installTlsTakeover(ctx);
   return ctx;
 }
 
@@ -81,7 +84,7 @@ Status TlsStore::load(const std::vector<Certificate>& certificates) {
   if (certificates.empty()) return fail(Errc::kInvalidArgument, "TLS needs at least one certificate");
   auto set = std::make_shared<Set>();
   for (const Certificate& c : certificates) {
-    auto ctx = makeContext(c, &TlsStore::onServerName, this);
+    auto ctx = makeContext(c, &TlsStore::onServerName, this, takeover_);
     if (!ctx) return std::unexpected(ctx.error());
     set->byHost.emplace_back(lower(c.host), *ctx);
     if (c.host.empty() && !set->fallback) set->fallback = *ctx;
@@ -103,7 +106,9 @@ SSL* TlsStore::newSsl() const {
   auto set = current();
   if (!set) return nullptr;
   SSL* ssl = SSL_new(set->fallback);
-  if (ssl) SSL_set_accept_state(ssl);
+  if (!ssl) return nullptr;
+  SSL_set_accept_state(ssl);
+  if (takeover_) trackForTakeover(ssl);
   return ssl;
 }
 

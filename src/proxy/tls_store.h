@@ -33,6 +33,8 @@ class TlsStore {
   TlsStore(const TlsStore&) = delete;
   TlsStore& operator=(const TlsStore&) = delete;
 
+  // Before load(): SSLs are made trackable for TLS takeover (tls_records.h).
+  void setTakeover(bool on) { takeover_ = on; }
   Status load(const std::vector<Certificate>& certificates);
   bool empty() const;
   // A server-side SSL for a new connection (SNI picks the context later);
@@ -46,6 +48,7 @@ class TlsStore {
 
   mutable std::mutex mutex_;
   std::shared_ptr<const Set> set_;
+  bool takeover_ = false;
 };
 
 }  // namespace hv::proxy

@@ -20,6 +20,10 @@ void Tunnel::start(Worker& worker, Stream client, Stream upstream, ClientSlot sl
   // becomes; each kind's destructor takes it off tunnelsOpen.
   bump(worker.stats().tunnelsOpen);
   bump(worker.stats().tunnelsTotal);
+  // Before any byte of the 101: from here on the tunnel's TLS is ours, and
+  // the SSL's ~13.5 KB are freed (tls_records.h). The SSL's writes have all
+  // completed (the session waited for them), its reads are checked there.
+  if (worker.tlsTakeover() && client.tls() && client.takeOverTls()) bump(worker.stats().tunnelsTlsTakeover);
   if (TunnelOffload* offload = worker.offload();
       offload && OffloadedTunnel::tryStart(worker, *offload, client, upstream, slot, lease, settings, toClient,
                                            toUpstream))

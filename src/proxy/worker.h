@@ -41,7 +41,8 @@ class Closable
 // Counters of one worker, written by its thread only (relaxed), read by stats().
 struct WorkerStats {
   std::atomic<uint64_t> connectionsOpen{0}, connectionsTotal{0}, connectionsRejected{0};
-  std::atomic<uint64_t> tunnelsOpen{0}, tunnelsTotal{0}, tunnelsOffloaded{0}, requests{0};
+  std::atomic<uint64_t> tunnelsOpen{0}, tunnelsTotal{0}, tunnelsOffloaded{0}, tunnelsTlsTakeover{0};
+  std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> responses2xx{0}, responses3xx{0}, responses4xx{0}, responses5xx{0};
   std::atomic<uint64_t> upstreamConnects{0}, upstreamReuses{0}, upstreamFailures{0};
   std::atomic<uint64_t> tunnelBytesIn{0}, tunnelBytesOut{0}, httpBytesIn{0}, httpBytesOut{0};
@@ -97,6 +98,7 @@ class Worker {
   void track(Closable& c) { live_.push_back(c); }
 
   TunnelOffload* offload() { return shared_.offload.get(); }
+  bool tlsTakeover() const { return shared_.config.tlsTakeover; }
   // Offloaded tunnels: their two sockets join this loop's offload epoll set
   // (EPOLLRDHUP, edge-triggered), and events come back as t.onEvent(side).
   // Returns the watch id, 0 if epoll refused.
