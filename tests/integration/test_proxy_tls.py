@@ -2,10 +2,20 @@
 chat.example.test made by openssl at test time, `[proxy] tls_listen` and
 `[[proxy.certificates]]` in the config, https and wss (the chat example)
 through it, and SIGHUP reloading the certificate files: new connections get
-the new certificate while an open wss tunnel keeps working."""
+the new certificate while an open wss tunnel keeps working.
+
+TLS takeover (`[proxy] tls_takeover`, src/proxy/tls_records.h): with "auto"
+(the default) a wss tunnel on TLS 1.3 continues on the proxy's own record
+layer; ProxyTlsTakeoverTest drives that path with real peers (python
+websockets, node ws, Python's ssl for close_notify and half-close, `openssl
+s_client` for KeyUpdate, whose "k"/"K" commands send one), checks a TLS 1.2
+client stays on OpenSSL, and runs the same traffic with "off"."""
 
 import asyncio
 import hashlib
+import base64
+import re
+import select
 import json
 import os
 import shutil
@@ -19,8 +29,9 @@ import unittest
 import websockets
 
 from harness import Daemon, DaemonTestCase, HarnessError
-from test_proxy import (HTTP_ECHO_PY, create, header_values, install, install_chat,
-                        proxy_addr, write_config)
+from test_proxy import (HTTP_ECHO_PY, NODE_PATH, WS_ECHO_JS, WS_ECHO_PY, create, header_values,
+                        install, install_chat, proxy_addr, write_config)
+from test_proxy_ws import NODE, NODE_CLIENT_JS, SIZES
 
 HOST = "chat.example.test"
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
@@ -194,6 +205,281 @@ class ProxyTlsTest(DaemonTestCase):
 
         asyncio.run(asyncio.wait_for(go(), 120))
         self.assertTrue(d.alive(), "the daemon died on SIGHUP")
+
+
+# A raw tunnel backend: answers an upgrade with a 101, echoes bytes, and on
+# EOF writes "bye\n" and shuts its side down (to see half-close end to end).
+RAW_UPGRADE_PY = r'''#!/usr/bin/python3
+import os, socket, threading
+srv = socket.create_server(("127.0.0.1", int(os.environ["PORT"])))
+def serve(c):
+    with c:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = c.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        if b"\r\nupgrade:" not in head.lower():  # the harness's "is the route live" GET
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            return
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        rest = head.partition(b"\r\n\r\n")[2]
+        if rest:
+            c.sendall(rest)
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            c.sendall(chunk)
+        c.sendall(b"bye\n")
+        c.shutdown(socket.SHUT_WR)
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+'''
+
+UPGRADE = ("GET %s HTTP/1.1\r\nHost: " + HOST + "\r\nUpgrade: %s\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + base64.b64encode(b"k" * 16).decode() +
+           "\r\n\r\n")
+
+
+def ws_frame(payload):
+    """A masked client text frame (mask key 0: the payload stays readable)."""
+    assert len(payload) < 126
+    return bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+class ProxyTlsTakeoverTest(DaemonTestCase):
+    """wss through the daemon with `[proxy] tls_takeover` as TAKEOVER (None:
+    the key left out, i.e. the default)."""
+
+    TAKEOVER = None
+
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(OPENSSL):
+            raise unittest.SkipTest("openssl not installed")
+        cls.dir = tempfile.mkdtemp(prefix="hv-it-tko-")
+        cls.cert, cls.key = make_cert(cls.dir, "site")
+        conf = os.path.join(cls.dir, "hostvisor.toml")
+        with open(conf, "w") as f:
+            f.write('[proxy]\ntls_listen = "127.0.0.1:0"\n%s\n[[proxy.certificates]]\nhost = "%s"\n'
+                    'cert = "%s"\nkey = "%s"\n'
+                    % ('tls_takeover = "%s"\n' % cls.TAKEOVER if cls.TAKEOVER else "", HOST, cls.cert, cls.key))
+        cls.d = d = Daemon(extra_args=["--config", conf])
+        d.__enter__()
+        try:
+            create(d, "echo-py", install(d, "ws_echo.py", WS_ECHO_PY), "/echo/")
+            create(d, "echo-node", install(d, "ws_echo.js", WS_ECHO_JS), "/nodeecho/",
+                   "--env", "NODE_PATH=" + NODE_PATH)
+            create(d, "raw", install(d, "raw_upgrade.py", RAW_UPGRADE_PY), "/raw/")
+            cls.node_client = os.path.join(d.data_dir, "ws_client.js")
+            with open(cls.node_client, "w") as f:
+                f.write(NODE_CLIENT_JS)
+        except BaseException:
+            d.__exit__(None, None, None)
+            raise
+        cls.tls = proxy_addr(d, "proxy_tls")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.__exit__(None, None, None)
+        shutil.rmtree(cls.dir, True)
+
+    def expect_takeover(self):
+        return self.TAKEOVER != "off"
+
+    def taken_over(self):
+        status, text = self.d.api("GET", "/metrics")
+        self.assertEqual(status, 200)
+        if isinstance(text, bytes):
+            text = text.decode()
+        m = re.search(r"^hostvisor_proxy_tunnels_tls_takeover_total (\d+)$", text, re.M)
+        self.assertIsNotNone(m, "no takeover counter in /metrics")
+        return int(m.group(1))
+
+    def context(self, tls12=False):
+        ctx = context_trusting(self.cert)
+        if tls12:
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+
+    def python_echo(self, ctx, path="/echo/"):
+        """Every size of SIZES both as text and binary, then 600 small
+        messages (records well past 2^8), through one wss tunnel."""
+        async def go():
+            url = "wss://%s:%d%s" % (HOST, self.tls[1], path)
+            async with websockets.connect(url, ssl=ctx, host=self.tls[0], port=self.tls[1],
+                                          server_hostname=HOST, max_size=None, compression=None,
+                                          ping_interval=None, open_timeout=10,
+                                          close_timeout=5) as ws:
+                for n in SIZES:
+                    text = ("t%d-" % n * (n // 3 + 1))[:n]
+                    await ws.send(text)
+                    self.assertEqual(await asyncio.wait_for(ws.recv(), 30), text)
+                    data = os.urandom(n)
+                    await ws.send(data)
+                    self.assertEqual(await asyncio.wait_for(ws.recv(), 30), data)
+                for i in range(600):
+                    await ws.send("m%d" % i)
+                for i in range(600):
+                    self.assertEqual(await asyncio.wait_for(ws.recv(), 30), "m%d" % i)
+                version = ws.transport.get_extra_info("ssl_object").version()
+            return version
+        return asyncio.run(asyncio.wait_for(go(), 120))
+
+    def test_python_websockets_tls13(self):
+        before = self.taken_over()
+        self.assertEqual(self.python_echo(self.context()), "TLSv1.3")
+        self.assertEqual(self.taken_over() - before, 1 if self.expect_takeover() else 0)
+
+    def test_tls12_client_stays_on_openssl(self):
+        before = self.taken_over()
+        self.assertEqual(self.python_echo(self.context(tls12=True)), "TLSv1.2")
+        self.assertEqual(self.taken_over(), before)
+
+    def test_node_ws_client(self):
+        before = self.taken_over()
+        env = dict(os.environ, NODE_PATH=NODE_PATH, NODE_EXTRA_CA_CERTS=self.cert)
+        # node resolves the URL's host itself: give it the name through the
+        # loopback address's certificate check instead (servername = HOST).
+        script = self.node_client + ".tls.js"
+        with open(script, "w") as f:
+            f.write(NODE_CLIENT_JS.replace(
+                "const ws = new WebSocket(url, {",
+                "const ws = new WebSocket(url, { servername: %r, ca: require('fs').readFileSync(%r)," % (HOST, self.cert)))
+        url = "wss://%s:%d/nodeecho/" % self.tls
+        cp = subprocess.run([NODE, script, "echo", url] + [str(n) for n in SIZES], capture_output=True,
+                            text=True, timeout=90, env=env)
+        lines = [l for l in cp.stdout.splitlines() if l.startswith("{")]
+        self.assertTrue(lines, "node printed no result (exit %d): %r %r" % (cp.returncode, cp.stdout, cp.stderr))
+        result = json.loads(lines[-1])
+        self.assertTrue(result["ok"], result)
+        self.assertEqual(len(result["results"]), 2 * len(SIZES))
+        self.assertEqual(self.taken_over() - before, 1 if self.expect_takeover() else 0)
+
+    def raw_tunnel(self):
+        """A TLS 1.3 connection (Python's ssl over memory BIOs, so close_notify
+        and the socket can be handled one at a time) upgraded to /raw/."""
+        sock = socket.create_connection(self.tls, timeout=10)
+        self.addCleanup(sock.close)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self.context().wrap_bio(incoming, outgoing, server_hostname=HOST)
+        deadline = time.monotonic() + 20
+
+        def flush():
+            data = outgoing.read()
+            if data:
+                sock.sendall(data)
+
+        def pump(op):
+            """Runs op until it stops wanting input; returns its result."""
+            while True:
+                try:
+                    result = op()
+                    flush()
+                    return result
+                except ssl.SSLWantReadError:
+                    flush()
+                    if time.monotonic() > deadline:
+                        raise HarnessError("TLS peer timed out")
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        incoming.write_eof()
+                    else:
+                        incoming.write(chunk)
+
+        def read_until(want):
+            got = b""
+            while want not in got:
+                chunk = pump(lambda: tls.read(65536))
+                if not chunk:
+                    break
+                got += chunk
+            return got
+
+        pump(tls.do_handshake)
+        self.assertEqual(tls.version(), "TLSv1.3")
+        pump(lambda: tls.write((UPGRADE % ("/raw/", "websocket")).encode()))
+        self.assertIn(b" 101 ", read_until(b"\r\n\r\n"))
+        return tls, pump, read_until
+
+    def test_half_close_and_close_notify_both_ways(self):
+        before = self.taken_over()
+        tls, pump, read_until = self.raw_tunnel()
+        payload = os.urandom(200000)
+        pump(lambda: tls.write(payload))
+        self.assertEqual(read_until(payload)[-len(payload):], payload)
+        # Our close_notify: the proxy half-closes toward the backend, which
+        # answers "bye" and closes; that reaches us as data, then the
+        # proxy's close_notify: SSLZeroReturnError is exactly "close_notify
+        # received" (a bare TCP FIN would be SSLEOFError).
+        try:
+            tls.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        pump(lambda: None)
+        got = read_until(b"bye\n")
+        self.assertTrue(got.endswith(b"bye\n"), got)
+        with self.assertRaises(ssl.SSLZeroReturnError):
+            pump(lambda: tls.read(65536))
+        self.assertEqual(self.taken_over() - before, 1 if self.expect_takeover() else 0)
+
+    def test_key_update_from_openssl_s_client(self):
+        """`openssl s_client` sends a KeyUpdate when a line starts with "K"
+        (update_requested: the proxy must answer with its own) or "k"."""
+        before = self.taken_over()
+        proc = subprocess.Popen([OPENSSL, "s_client", "-connect", "%s:%d" % self.tls, "-servername", HOST,
+                                 "-tls1_3", "-CAfile", self.cert],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+        out = b""
+
+        def wait_until(done, what, timeout=20):
+            """Reads s_client's output until done(out) (bounded)."""
+            nonlocal out
+            deadline = time.monotonic() + timeout
+            while not done(out):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.fail("s_client never printed %s; it printed:\n%s" % (what, out.decode(errors="replace")))
+                if select.select([proc.stdout], [], [], min(left, 1))[0]:
+                    chunk = os.read(proc.stdout.fileno(), 65536)
+                    if not chunk:
+                        self.fail("s_client ended before %s:\n%s" % (what, out.decode(errors="replace")))
+                    out += chunk
+
+        def wait_for_output(want):
+            wait_until(lambda o: want in o, repr(want))
+
+        def send(data):
+            proc.stdin.write(data)
+            proc.stdin.flush()
+
+        wait_for_output(b"Verify return code: 0")
+        send((UPGRADE % ("/echo/", "websocket")).encode())
+        wait_for_output(b"101 Switching Protocols")
+        send(ws_frame(b"before-update"))
+        wait_for_output(b"before-update")
+        for i, command in enumerate([b"K\n", b"k\n", b"K\n", b"K\n", b"k\n"]):
+            mark = out.count(b"KEYUPDATE")
+            send(command)
+            # s_client has read the line and called SSL_key_update; the
+            # KeyUpdate goes out with the next record, the frame below.
+            wait_until(lambda o: o.count(b"KEYUPDATE") > mark, "KEYUPDATE")
+            word = b"after-update-%d" % i
+            send(ws_frame(word))
+            wait_for_output(word)
+        send(b"Q\n")
+        proc.stdin.close()
+        self.assertEqual(proc.wait(timeout=20), 0, out)
+        self.assertEqual(self.taken_over() - before, 1 if self.expect_takeover() else 0)
+        self.assertTrue(self.d.alive())
+
+
+class ProxyTlsTakeoverOffTest(ProxyTlsTakeoverTest):
+    TAKEOVER = "off"
 
 
 if __name__ == "__main__":
