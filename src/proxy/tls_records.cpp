@@ -280,11 +280,14 @@ bool TlsRecords::onHandshake(const char* p, size_t n) {
   const bool requested = m[4] == 1;
   std::string().swap(hs_);
   if (!nextSecret(rx_, false)) return false;
-  if (requested && !closedWrite_) {
+  if (requested && !closedWrite_ && !answerQueued_) {
     // §4.6.3: answer with update_not_requested before any more data, sealed
-    // under the old key, then switch.
+    // under the old key, then switch. Requests that come while an answer is
+    // still unsent share it (as the RFC allows), so a peer that sends
+    // requests and never reads cannot make us queue without bound.
     const char answer[5] = {static_cast<char>(kKeyUpdate), 0, 0, 1, 0};
     queueRecord(kHandshake, answer, sizeof answer);
+    answerQueued_ = true;
     if (failed_ || !nextSecret(tx_, true)) return false;
   }
   return true;
@@ -405,6 +408,7 @@ IoResult TlsRecords::flushQueued(int fd) {
   }
   std::string().swap(out_);
   outSent_ = 0;
+  answerQueued_ = false;
   return {0, IoStatus::kDone, {}};
 }
 

@@ -70,6 +70,7 @@ class TlsRecords {
   // Queues close_notify and sends what it can (best effort, like SSL_shutdown).
   void sendCloseNotify(int fd);
   bool failed() const { return failed_; }
+  size_t queuedBytes() const { return out_.size() - outSent_; }  // sealed, not sent yet
 
   // Sequence numbers of the current keys (for tests).
   uint64_t readSequence() const { return rx_.seq; }
@@ -114,6 +115,7 @@ class TlsRecords {
   size_t outPlain_ = 0;    // caller bytes inside out_ (not yet reported as written)
   bool eof_ = false;       // close_notify received
   bool closedWrite_ = false;  // close_notify queued
+  bool answerQueued_ = false;  // our KeyUpdate is in out_, not sent yet
   bool failed_ = false;
 };
 

@@ -175,7 +175,7 @@ std::string pattern(size_t n, unsigned seed) {
   return s;
 }
 
-class TlsRecordsTest : public ::testing::Test {
+class ProxyTlsRecords : public ::testing::Test {
  protected:
   void SetUp() override {
     store.setTakeover(true);
@@ -187,7 +187,7 @@ class TlsRecordsTest : public ::testing::Test {
 
 // The SSL's record counts become the sequence numbers: hundreds of records
 // each way before takeover (and the two session tickets), then data both ways.
-TEST_F(TlsRecordsTest, ContinuesTheConnectionAtTheRightSequenceNumbers) {
+TEST_F(ProxyTlsRecords, ContinuesTheConnectionAtTheRightSequenceNumbers) {
   for (const char* suite : {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}) {
     SCOPED_TRACE(suite);
     Pair p(store, TLS1_3_VERSION, suite);
@@ -209,7 +209,7 @@ TEST_F(TlsRecordsTest, ContinuesTheConnectionAtTheRightSequenceNumbers) {
   }
 }
 
-TEST_F(TlsRecordsTest, MessagesOfEverySizeBothWays) {
+TEST_F(ProxyTlsRecords, MessagesOfEverySizeBothWays) {
   Pair p(store);
   ASSERT_TRUE(p.handshake());
   ASSERT_TRUE(p.takeOver());
@@ -229,7 +229,7 @@ TEST_F(TlsRecordsTest, MessagesOfEverySizeBothWays) {
   EXPECT_GT(p.records->readSequence(), 600u);
 }
 
-TEST_F(TlsRecordsTest, KeyUpdateFromTheClientBothKinds) {
+TEST_F(ProxyTlsRecords, KeyUpdateFromTheClientBothKinds) {
   Pair p(store);
   ASSERT_TRUE(p.handshake());
   ASSERT_TRUE(p.takeOver());
@@ -250,7 +250,59 @@ TEST_F(TlsRecordsTest, KeyUpdateFromTheClientBothKinds) {
   }
 }
 
-TEST_F(TlsRecordsTest, CloseNotifyBothWays) {
+// A client that asks for key updates but does not read: one answer waits in
+// the queue for all of them, and everything arrives once the client reads.
+TEST_F(ProxyTlsRecords, UnreadKeyUpdateRequestsShareOneAnswer) {
+  Pair p(store);
+  ASSERT_TRUE(p.handshake());
+  ASSERT_TRUE(p.takeOver());
+  // Fill the socket toward the client (nothing relays it yet).
+  const std::string chunk(16384, 'f');
+  std::string written, retry;
+  for (int i = 0; i < 10000 && retry.empty(); ++i) {
+    const IoResult w = p.records->write(p.serverFd, chunk.data(), chunk.size());
+    written.append(chunk.data(), w.bytes);
+    if (w.status != IoStatus::kDone) retry = chunk.substr(w.bytes);  // must come again (SSL_write rules)
+  }
+  const size_t stuck = p.records->queuedBytes();
+  ASSERT_GT(stuck, 0u);
+  char buf[64];
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_EQ(SSL_key_update(p.client, SSL_KEY_UPDATE_REQUESTED), 1);
+    ASSERT_EQ(SSL_write(p.client, "u", 1), 1);
+    std::string toServer;
+    for (int n; (n = BIO_read(p.net, buf, sizeof buf)) > 0;) toServer.append(buf, static_cast<size_t>(n));
+    ASSERT_EQ(::send(p.peerFd, toServer.data(), toServer.size(), 0), static_cast<ssize_t>(toServer.size()));
+    ASSERT_EQ(p.records->read(p.serverFd, buf, sizeof buf).bytes, 1u);
+  }
+  EXPECT_LE(p.records->queuedBytes(), stuck + TlsRecords::kHeader + 5 + 1 + TlsRecords::kTag);
+  // The client reads: the stuck data, our one KeyUpdate, then data under the new key.
+  const std::string tail = "after the updates";
+  bool tailSent = false;
+  std::string got;
+  std::vector<char> rbuf(65536);
+  for (int turn = 0; turn < kMaxTurns && !(tailSent && got.size() == written.size()); ++turn) {
+    if (!retry.empty()) {
+      const IoResult w = p.records->write(p.serverFd, retry.data(), retry.size());
+      ASSERT_NE(w.status, IoStatus::kError);
+      written.append(retry.data(), w.bytes);
+      retry.erase(0, w.bytes);
+    } else if (!tailSent && got.size() == written.size()) {
+      ASSERT_EQ(p.records->write(p.serverFd, tail.data(), tail.size()).status, IoStatus::kDone);
+      written += tail;
+      tailSent = true;
+    }
+    p.relay();
+    const int n = SSL_read(p.client, rbuf.data(), static_cast<int>(rbuf.size()));
+    if (n > 0) got.append(rbuf.data(), static_cast<size_t>(n));
+    else ASSERT_EQ(SSL_get_error(p.client, n), SSL_ERROR_WANT_READ);
+  }
+  EXPECT_TRUE(tailSent);
+  EXPECT_EQ(got.size(), written.size());
+  EXPECT_TRUE(got == written);
+}
+
+TEST_F(ProxyTlsRecords, CloseNotifyBothWays) {
   Pair p(store);
   ASSERT_TRUE(p.handshake());
   ASSERT_TRUE(p.takeOver());
@@ -269,7 +321,7 @@ TEST_F(TlsRecordsTest, CloseNotifyBothWays) {
   EXPECT_EQ(SSL_get_error(p.client, 0), SSL_ERROR_ZERO_RETURN);
 }
 
-TEST_F(TlsRecordsTest, FatalAlertAndTcpEof) {
+TEST_F(ProxyTlsRecords, FatalAlertAndTcpEof) {
   {
     Pair p(store);
     ASSERT_TRUE(p.handshake());
@@ -294,7 +346,7 @@ TEST_F(TlsRecordsTest, FatalAlertAndTcpEof) {
   }
 }
 
-TEST_F(TlsRecordsTest, RefusesWhatItCannotContinue) {
+TEST_F(ProxyTlsRecords, RefusesWhatItCannotContinue) {
   {  // TLS 1.2 stays with OpenSSL
     Pair p(store, TLS1_2_VERSION);
     ASSERT_TRUE(p.handshake());
@@ -332,7 +384,7 @@ TEST_F(TlsRecordsTest, RefusesWhatItCannotContinue) {
 
 // Garbage must end the connection with kError: never a crash, a hang, a
 // read past a buffer or a leak (run under ASan/valgrind for the last two).
-TEST_F(TlsRecordsTest, GarbageRecordsAreRejected) {
+TEST_F(ProxyTlsRecords, GarbageRecordsAreRejected) {
   std::mt19937 rng(4242);
   for (int round = 0; round < 150; ++round) {
     SCOPED_TRACE(round);
