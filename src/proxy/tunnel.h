@@ -10,7 +10,8 @@
 // "drained"; a short read is not proof: a FIN may be queued behind the data
 // with its wake-up already spent). A full landing buffer means more may
 // follow: the rest is read into the worker's scratch buffer. A TLS source is
-// read with SSL_read until a short record, then waits for readability.
+// read with SSL_read — or, after TLS takeover, by tls_records — until a short
+// record, then waits for readability.
 // Bytes the destination cannot take yet are copied into a per-direction
 // buffer, freed once written; an idle tunnel holds no other buffer.
 // No shared_ptr per message: the tunnel owns itself and deletes itself when
