@@ -293,7 +293,7 @@ def kworker_tids():
 
 
 class Hostvisor:
-    def __init__(self, binary, cpus, loops, cert, key, offload="off"):
+    def __init__(self, binary, cpus, loops, cert, key, offload="off", tls_takeover="default"):
         self.bin = binary
         self.cpus = cpus
         self.loops = loops
@@ -312,6 +312,7 @@ range = "{lo}-{lo + 99}"
 [proxy]
 {"" if loops == "auto" else f"threads = {loops}"}
 tunnel_offload = "{offload}"
+{"" if tls_takeover == "default" else f'tls_takeover = "{tls_takeover}"'}
 listen = "127.0.0.1:{self.port}"
 tls_listen = "127.0.0.1:{self.tls_port}"
 [[proxy.certificates]]
@@ -945,6 +946,10 @@ def main():
                          "the daemon's default, one per CPU of its affinity mask, i.e. of --proxy-cpu)")
     ap.add_argument("--hv-offload", default="auto", choices=("auto", "sockmap", "off"),
                     help="hostvisor's [proxy] tunnel_offload (BPF sockmap copy of plain ws tunnels)")
+    ap.add_argument("--hv-tls-takeover", default="default", choices=("default", "auto", "off"),
+                    help="hostvisor's [proxy] tls_takeover (wss on TLS 1.3 continues on the proxy's own "
+                         "record layer, OpenSSL's SSL freed); default: no key (the binary's default: auto, "
+                         "and what binaries without the key need)")
     ap.add_argument("--wait-quiet", type=float, default=60, help="max seconds to wait for an idle machine, each time")
     ap.add_argument("--wait-budget", type=float, default=900,
                     help="max seconds of waiting for quiet (and of repeating disturbed runs) in the whole run")
@@ -1006,7 +1011,7 @@ def main():
     if r.returncode != 0:
         raise BenchError(f"openssl req: {r.stderr.strip()}")
 
-    hv = Hostvisor(binary, proxy_cpus, args.hv_loops, cert, key, args.hv_offload)
+    hv = Hostvisor(binary, proxy_cpus, args.hv_loops, cert, key, args.hv_offload, args.hv_tls_takeover)
     ng = None
     results = {"rounds": [], "idle": {}}
     try:
@@ -1141,9 +1146,13 @@ def main():
 
     date = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     cmd = "bench/proxy/run.sh" + (" --quick" if args.quick else "") + f" --hv-offload {args.hv_offload}"
+    if args.hv_tls_takeover != "default":
+        cmd += f" --hv-tls-takeover {args.hv_tls_takeover}"
     loops_text = (f"{loops} proxy loop(s) (`[proxy] threads = {args.hv_loops}`)" if args.hv_loops != "auto" else
                   f"{loops} proxy loop(s) (no `threads` key: one per CPU of its affinity mask)")
     loops_text += f", `tunnel_offload = \"{args.hv_offload}\"`"
+    if args.hv_tls_takeover != "default":
+        loops_text += f", `tls_takeover = \"{args.hv_tls_takeover}\"`"
     meta = {"date": date, "reproduce": cmd, "machine": machine_facts(args, binary),
             "setup": (f"hostvisor: {loops_text}, pinned to CPU {sorted(proxy_cpus)}; {ng.version if ng else 'nginx'} with "
                       f"`worker_processes 1` on the same CPU; backend (echo_backend, a hostvisor instance with route "
