@@ -152,6 +152,11 @@ class Pair {
     return got;
   }
 
+  std::string serverToClientViaSsl(const std::string& data) {  // before takeover
+    if (SSL_write(server, data.data(), static_cast<int>(data.size())) != static_cast<int>(data.size())) return {};
+    return clientRead(data.size());
+  }
+
   bool takeOver() {
     records = TlsRecords::takeOver(server);
     if (!records) return false;
@@ -207,6 +212,30 @@ TEST_F(ProxyTlsRecords, ContinuesTheConnectionAtTheRightSequenceNumbers) {
     EXPECT_EQ(p.serverToClient("and back"), "and back");
     EXPECT_EQ(p.records->readSequence(), 301u);
   }
+}
+
+// A resumed session (PSK, no certificate) has a different handshake; the
+// keys and counts come out the same way.
+TEST_F(ProxyTlsRecords, ResumedSessionIsTakenOverToo) {
+  SSL_SESSION* session = nullptr;
+  {
+    Pair first(store);
+    ASSERT_TRUE(first.handshake());
+    EXPECT_EQ(first.serverToClientViaSsl("ticket please"), "ticket please");  // the client takes the tickets
+    session = SSL_get1_session(first.client);
+    ASSERT_NE(session, nullptr);
+    ASSERT_EQ(SSL_SESSION_is_resumable(session), 1);
+    // A clean end, else SSL_free marks the client's session not resumable.
+    SSL_set_shutdown(first.client, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+  }
+  Pair p(store);
+  SSL_set_session(p.client, session);
+  SSL_SESSION_free(session);
+  ASSERT_TRUE(p.handshake());
+  EXPECT_EQ(SSL_session_reused(p.client), 1);
+  ASSERT_TRUE(p.takeOver());
+  EXPECT_EQ(p.clientToServer("resumed"), "resumed");
+  EXPECT_EQ(p.serverToClient("and answered"), "and answered");
 }
 
 TEST_F(ProxyTlsRecords, MessagesOfEverySizeBothWays) {
