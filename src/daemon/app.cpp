@@ -21,6 +21,7 @@
 #include "base/paths.h"
 #include "base/scope_exit.h"
 #include "daemon/data_dir.h"
+#include "daemon/resident.h"
 #include "daemon/routes.h"
 #include "logkeeper/client.h"
 #include "proxy/proxy.h"
@@ -376,6 +377,9 @@ Result<int> serve(const Config& config) {
   spdlog::info("ready: api=http://{} proxy={} socket={} data_dir={} ports={}-{}",
                apiAddress.empty() ? "off" : apiAddress, *proxy ? "http://" + (*proxy)->boundAddress() : "off",
                socketPath(dataDir), dataDir, config.portLo, config.portHi);
+  // Start-up is over: its code need not stay resident (resident.h).
+  const size_t released = releaseStartupPages();
+  spdlog::debug("released {} KiB of start-up mappings", released / 1024);
   io.run();
   ::unlink((dataDir + "/daemon.json").c_str());
   ::unlink(socketPath(dataDir).c_str());
