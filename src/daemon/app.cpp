@@ -367,6 +367,11 @@ Result<int> serve(const Config& config) {
   };
   signals.async_wait(onSignal);
 
+  // Start-up is over: its code need not stay resident (resident.h). Before
+  // daemon.json and the ready line: a breakpoint or uprobe put in the code
+  // by someone who waited for them must not be dropped with the pages.
+  const size_t released = releaseStartupPages();
+  spdlog::debug("released {} KiB of start-up mappings", released / 1024);
   boost::json::object info{{"pid", ::getpid()}, {"api", apiAddress}, {"socket", socketPath(dataDir)},
                            {"data_dir", dataDir},
                            {"cgroup", cgroups && cgroups->usable() ? cgroups->rootPath() : ""},
@@ -377,9 +382,6 @@ Result<int> serve(const Config& config) {
   spdlog::info("ready: api=http://{} proxy={} socket={} data_dir={} ports={}-{}",
                apiAddress.empty() ? "off" : apiAddress, *proxy ? "http://" + (*proxy)->boundAddress() : "off",
                socketPath(dataDir), dataDir, config.portLo, config.portHi);
-  // Start-up is over: its code need not stay resident (resident.h).
-  const size_t released = releaseStartupPages();
-  spdlog::debug("released {} KiB of start-up mappings", released / 1024);
   io.run();
   ::unlink((dataDir + "/daemon.json").c_str());
   ::unlink(socketPath(dataDir).c_str());

@@ -14,7 +14,9 @@ namespace hv::daemon {
 // kernel 6.18). The pages stay in the page cache (shared with every
 // `hostvisor` command): the next use of one is a minor fault, ~20 µs.
 // Writable segments (data, and RELRO, which the loader wrote) are never
-// touched. Returns the bytes of mappings dropped (0 if none).
+// touched. A software breakpoint or uprobe already in that code (a private
+// copy of the page) is dropped with it: call this before anyone is told the
+// process is ready. Returns the bytes of mappings dropped (0 if none).
 size_t releaseStartupPages();
 
 }  // namespace hv::daemon
