@@ -121,20 +121,20 @@ void Api::handleApi(Call& call, const Caller& caller) {
 }
 
 void Api::listInstances(Call& call, const Caller& caller) {
-  const std::vector<InstanceStatus> all = supervisor_.list();
   // One string, sized from the last list with room to spare (live fields
   // change length between calls: a doubling would copy it and fault in twice
-  // the pages); ~600 bytes an instance the first time.
+  // the pages); ~600 bytes an instance the first time. The snapshots are
+  // written as they are taken, one at a time (Supervisor::forEachStatus).
   std::string out;
-  out.reserve(std::max(listBytesHint_ + listBytesHint_ / 8, all.size() * 640) + 4096);
+  out.reserve(std::max(listBytesHint_ + listBytesHint_ / 8, supervisor_.size() * 640) + 4096);
   out.push_back('[');
   bool first = true;
-  for (const InstanceStatus& s : all) {
-    if (!caller.owns(s.spec.account)) continue;
+  supervisor_.forEachStatus([&](const InstanceStatus& s) {
+    if (!caller.owns(s.spec.account)) return;
     if (!first) out.push_back(',');
     first = false;
     appendInstanceJson(out, s);
-  }
+  });
   out.append("]\n");
   listBytesHint_ = out.size();
   call.send(200, std::move(out));

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <memory>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -102,7 +103,8 @@ Result<ApiResponse> ApiClient::stream(std::string_view method, const std::string
   const bool ok = res.status < 400;
   if (ok && std::fflush(out) != 0) return failErrno("writing the answer", errno);  // then straight to its fd
   static constexpr size_t kChunk = 64 * 1024;
-  auto chunk = std::make_unique<char[]>(kChunk);
+  // Not zeroed: recv writes it, and only as much of it as an answer needs is touched.
+  auto chunk = std::make_unique_for_overwrite<char[]>(kChunk);
   while (!parser.is_done()) {
     parser.get().body().data = chunk.get();
     parser.get().body().size = kChunk;

@@ -21,6 +21,7 @@
 #include "base/paths.h"
 #include "base/scope_exit.h"
 #include "daemon/data_dir.h"
+#include "daemon/resident.h"
 #include "daemon/routes.h"
 #include "logkeeper/client.h"
 #include "proxy/proxy.h"
@@ -367,6 +368,11 @@ Result<int> serve(const Config& config) {
   };
   signals.async_wait(onSignal);
 
+  // Start-up is over: its code need not stay resident (resident.h). Before
+  // daemon.json and the ready line: a breakpoint or uprobe put in the code
+  // by someone who waited for them must not be dropped with the pages.
+  const size_t released = releaseStartupPages();
+  spdlog::debug("released {} KiB of start-up mappings", released / 1024);
   boost::json::object info{{"pid", ::getpid()}, {"api", apiAddress}, {"socket", socketPath(dataDir)},
                            {"data_dir", dataDir},
                            {"cgroup", cgroups && cgroups->usable() ? cgroups->rootPath() : ""},

@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "daemon/app.h"
 #include "daemon/config.h"
+#include "daemon/resident.h"
 #include "logkeeper/keeper.h"
 
 namespace {
@@ -47,7 +48,12 @@ void addServe(CLI::App& app, hv::cli::GlobalOptions& global, int* exitCode) {
 void addLogKeeper(CLI::App& app, int* exitCode) {
   auto* cmd = app.add_subcommand("log-keeper", "");
   cmd->group("");
-  cmd->callback([exitCode] { *exitCode = hv::logkeeper::runKeeper(0); });
+  cmd->callback([exitCode] {
+    // It lives as long as the instances: the command-line start-up need not
+    // stay resident (resident.h).
+    hv::daemon::releaseStartupPages();
+    *exitCode = hv::logkeeper::runKeeper(0);
+  });
 }
 
 }  // namespace

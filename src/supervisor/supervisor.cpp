@@ -38,6 +38,11 @@ Supervisor::Instance* Supervisor::find(const std::string& name) const {
 
 InstanceStatus Supervisor::snapshot(const Instance& inst) const {
   InstanceStatus s;
+  snapshotInto(inst, s);
+  return s;
+}
+
+void Supervisor::snapshotInto(const Instance& inst, InstanceStatus& s) const {
   s.spec = inst.spec;
   s.state = inst.state;
   s.pid = inst.pid;
@@ -46,6 +51,11 @@ InstanceStatus Supervisor::snapshot(const Instance& inst) const {
   s.lastExit = inst.lastExit;
   s.reason = inst.reason;
   s.blocked = inst.blockedBefore;
+  s.output = {};
+  s.cpuSeconds.reset();
+  s.rssBytes.reset();
+  s.startedAt = 0;
+  s.uptimeSeconds = 0;
   if (options_.output) {
     const auto& all = options_.output->stats();
     if (auto it = all.find(inst.spec.name); it != all.end()) s.output = it->second;
@@ -68,7 +78,6 @@ InstanceStatus Supervisor::snapshot(const Instance& inst) const {
     s.uptimeSeconds =
         std::chrono::duration_cast<std::chrono::seconds>(clock_.now() - inst.startedAt).count();
   }
-  return s;
 }
 
 void Supervisor::readStats(const Instance& inst) const {
@@ -130,6 +139,14 @@ std::vector<InstanceStatus> Supervisor::list() const {
   out.reserve(instances_.size());
   for (const auto& [name, inst] : instances_) out.push_back(snapshot(*inst));
   return out;
+}
+
+void Supervisor::forEachStatus(const std::function<void(const InstanceStatus&)>& fn) const {
+  InstanceStatus s;
+  for (const auto& [name, inst] : instances_) {
+    snapshotInto(*inst, s);
+    fn(s);
+  }
 }
 
 // ---- state and waiters ------------------------------------------------------

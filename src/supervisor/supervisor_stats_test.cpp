@@ -168,6 +168,52 @@ TEST_F(SupervisorStatsTest, ARunWithoutLimitsShowsCpuAndRssWithoutAMemoryCgroup)
   }
 }
 
+// forEachStatus (the list RPC) reuses one snapshot object: a stopped
+// instance after a running one must not inherit its pid, times or usage.
+TEST_F(SupervisorStatsTest, ForEachStatusMatchesListAndLeavesNothingOfThePreviousInstance) {
+  const std::string prog = program("sleep.sh", "#!/bin/sh\nexec sleep 60\n");
+  auto running = create("a-running", prog, 0);
+  ASSERT_TRUE(running) << running.error().message;
+  store::InstanceRecord spec;
+  spec.name = "b-stopped";
+  spec.account = "default";
+  spec.command = prog;
+  ASSERT_TRUE(sup_->create(spec, false));
+  ASSERT_TRUE(runUntil(
+      [&] {
+        auto s = sup_->get("a-running");
+        return s && s->state == State::kRunning && s->cpuSeconds && s->rssBytes;
+      },
+      15s));
+
+  std::vector<InstanceStatus> seen;
+  sup_->forEachStatus([&](const InstanceStatus& s) { seen.push_back(s); });
+  const std::vector<InstanceStatus> listed = sup_->list();
+  ASSERT_EQ(seen.size(), 2u);
+  ASSERT_EQ(listed.size(), 2u);
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].spec.name, listed[i].spec.name);
+    EXPECT_EQ(seen[i].spec.port, listed[i].spec.port);
+    EXPECT_EQ(seen[i].state, listed[i].state);
+    EXPECT_EQ(seen[i].pid, listed[i].pid);
+    EXPECT_EQ(seen[i].startedAt, listed[i].startedAt);
+    EXPECT_EQ(seen[i].cpuSeconds.has_value(), listed[i].cpuSeconds.has_value());
+    EXPECT_EQ(seen[i].rssBytes.has_value(), listed[i].rssBytes.has_value());
+  }
+  EXPECT_EQ(seen[0].spec.name, "a-running");
+  EXPECT_GT(seen[0].pid, 0);
+  const InstanceStatus& stopped = seen[1];
+  EXPECT_EQ(stopped.spec.name, "b-stopped");
+  EXPECT_EQ(stopped.state, State::kStopped);
+  EXPECT_EQ(stopped.pid, 0);
+  EXPECT_EQ(stopped.startedAt, 0);
+  EXPECT_EQ(stopped.uptimeSeconds, 0);
+  EXPECT_FALSE(stopped.cpuSeconds);
+  EXPECT_FALSE(stopped.rssBytes);
+  EXPECT_FALSE(stopped.lastExit);
+  EXPECT_EQ(stopped.output.writtenBytes, 0u);
+}
+
 TEST_F(SupervisorStatsTest, AMemoryLimitJoinsTheMemoryCgroupAndAnOomKillIsNamed) {
   const std::string prog = program("hog.py",
                                    "#!/usr/bin/python3\n"
