@@ -330,8 +330,17 @@ void Supervisor::onExit(const std::string& name, uint64_t run) {
   inst.lastExit = exit;
   inst.spec.lastPid = 0;
   inst.spec.lastPidStartTime = 0;
-  if (auto s = persist(inst.spec); !s) spdlog::error("instance {}: {}", name, s.error().message);
-  reapCgroup(inst, [this, exit](Instance& i) { handleExit(i, exit); });
+  reapCgroup(inst, [this, exit](Instance& i) {
+    const std::string name = i.spec.name;
+    handleExit(i, exit);
+    // Recorded after the decision, not before: a restart records its new pid
+    // anyway, and one write less is ~1 ms sooner to the new exec. Until then
+    // the row names the dead pid, which adopt() rejects by its start time.
+    Instance* after = find(name);  // handleExit may have deleted it (rm)
+    if (after && after->spec.lastPid == 0) {
+      if (auto s = persist(after->spec); !s) spdlog::error("instance {}: {}", name, s.error().message);
+    }
+  });
 }
 
 void Supervisor::reapCgroup(Instance& inst, std::function<void(Instance&)> then) {
@@ -347,11 +356,18 @@ void Supervisor::reapCgroup(Instance& inst, std::function<void(Instance&)> then)
     if (!i || i->run != run || !i->cgroup) return;
     if (!empty) spdlog::error("instance {}: processes in {} survived SIGKILL for 5 s", name, i->cgroup->path());
     unpoliceRun(*i);
-    if (empty) {
-      if (auto s = i->cgroup->remove(); !s) spdlog::warn("instance {}: {}", name, s.error().message);
-    }
-    i->cgroup.reset();
+    std::optional<os::RunCgroup> old = std::exchange(i->cgroup, std::nullopt);
+    auto removeOld = [&] {
+      if (auto s = old->remove(); !s) spdlog::warn("instance {}: {}", name, s.error().message);
+    };
+    // Removing a cgroup directory can take milliseconds (seen: 3 ms). A
+    // crashed program restarts inside then(): remove the old run after that.
+    // Not when stopping: then() may delete the instance, whose cgroup
+    // directory must be empty by then.
+    const bool later = empty && i->state != State::kStopping;
+    if (empty && !later) removeOld();
     then(*i);
+    if (later) removeOld();
   };
   waiter->check(Millis(1));
 }
