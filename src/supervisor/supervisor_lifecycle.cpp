@@ -12,6 +12,7 @@
 #include "os/spawn.h"
 #include "supervisor/proc_time.h"
 #include "supervisor/spawn_plan.h"
+#include "supervisor/spawn_pool.h"
 #include "supervisor/supervisor_impl.h"
 #include "supervisor/validation.h"
 
@@ -183,10 +184,11 @@ void Supervisor::spawnNow(Instance& inst) {
   auto output = options_.output->outputFor(name, logs_.pathOf(name));
   if (!output) return failStart(output.error());
 
-  os::SpawnRequest req = planSpawn(inst.spec, **account, (*account)->uid != daemonUid_);
+  auto job = std::make_unique<SpawnPool::Job>();
+  os::SpawnRequest& req = job->request;
+  req = planSpawn(inst.spec, **account, (*account)->uid != daemonUid_);
   req.rlimitNofile = (*account)->maxOpenFiles;
   req.seccomp = options_.seccomp;
-  std::optional<os::MountPlan> mounts;
   if (options_.privateMounts) {
     os::MountOptions view;
     view.home = (*account)->home;
@@ -202,9 +204,12 @@ void Supervisor::spawnNow(Instance& inst) {
     }
     auto plan = os::buildMountPlan(view);
     if (!plan) return failStart(plan.error().context("plan its private mounts"));
-    mounts = std::move(*plan);
-    req.mounts = &*mounts;
+    job->mounts = std::move(*plan);
+    req.mounts = &*job->mounts;
   }
+  // The output pipe stays open while the job is in flight: the keeper
+  // client releases it only when the instance is removed, which waits for a
+  // stop, which waits for onSpawned.
   req.stdoutFd = *output;
   req.stderrFd = *output;
   std::optional<os::RunCgroup> cgroup;
@@ -220,6 +225,8 @@ void Supervisor::spawnNow(Instance& inst) {
     req.cgroupFd = cgroup->v2DirFd();
     req.joinCgroupFds = cgroup->procsFds();
   }
+  // Kept in the instance while the job is in flight (a stop may kill the
+  // cgroup); only onExit resets it, and there is no exit without a pid.
   inst.cgroup = std::move(cgroup);
   if (auto s = policeRun(inst, **account); !s) {
     unpoliceRun(inst);
@@ -227,29 +234,55 @@ void Supervisor::spawnNow(Instance& inst) {
     inst.cgroup.reset();
     return failStart(s.error().context("network policy"));
   }
-  auto child = os::spawn(req);
+  inst.run = nextRun_++;
+  inst.spawning = true;
+  job->done = [this, name, run = inst.run, account = **account](Result<os::Child>& child) {
+    onSpawned(name, run, account, child);
+  };
+  spawner_->submit(std::move(job));
+  if (inst.state != State::kStarting) setState(inst, State::kStarting, "");
+}
+
+void Supervisor::onSpawned(const std::string& name, uint64_t run, const store::AccountRecord& account,
+                           Result<os::Child>& child) {
+  Instance* found = find(name);
+  if (!found || found->run != run || !found->spawning) {
+    // Cannot happen while rm waits for the stop, which waits for us; if it
+    // ever does, nobody would supervise this child.
+    spdlog::error("instance {}: a spawn finished for a run that is gone; killing it", name);
+    if (child) discardChild(*child);
+    return;
+  }
+  Instance& inst = *found;
+  inst.spawning = false;
   if (!child) {
     unpoliceRun(inst);
     if (inst.cgroup) (void)inst.cgroup->remove();
     inst.cgroup.reset();
     Error e = child.error();
     e.message = fmt::format("spawn failed at {}: {}", e.step, e.message);
+    const ExitInfo failed{false, 127, Millis(-1)};
+    if (inst.state == State::kStopping) {  // stopped meanwhile: it simply did not start
+      logs_.appendEvent(name, e.message);
+      inst.lastExit = failed;
+      return handleExit(inst, failed);
+    }
     if (e.code == Errc::kInvalidArgument) {
       // The kernel said what; our own check may say how to fix it.
-      if (auto why = validateCommandRunnable(inst.spec.command, **account); !why)
+      if (auto why = validateCommandRunnable(inst.spec.command, account); !why)
         e.message += " (" + why.error().message + ")";
-      return failStart(e);
+      logs_.appendEvent(name, e.message);
+      spdlog::warn("instance {}: {}", name, e.message);
+      return setState(inst, State::kFatal, e.message);
     }
     // A passing failure (EAGAIN, ENOMEM): count it as a quick crash, also
-    // with start_secs 0 (a negative uptime is always quick): an immediate
-    // respawn would call back into here on this stack, failing again until
-    // the stack overflows.
+    // with start_secs 0 (a negative uptime is always quick), so a spawn
+    // that keeps failing ends fatal instead of retrying forever.
     logs_.appendEvent(name, e.message);
-    inst.lastExit = ExitInfo{false, 127, Millis(-1)};
-    return handleExit(inst, *inst.lastExit);
+    inst.lastExit = failed;
+    return handleExit(inst, failed);
   }
   if (inst.cgroup) inst.cgroup->releaseSpawnFds();
-  inst.run = nextRun_++;
   inst.pid = child->pid;
   inst.ownChild = true;
   inst.statsAt = {};
@@ -262,11 +295,16 @@ void Supervisor::spawnNow(Instance& inst) {
     spdlog::error("instance {}: cannot record pid {}: {}", name, child->pid, s.error().message);
   logs_.appendEvent(name, fmt::format("started pid {} on port {}", child->pid, inst.spec.port));
   watchExit(inst);
+  if (inst.state == State::kStopping) {
+    // Stopped while it was being born: it has run nothing worth a grace
+    // period. Its exit ends the stop (handleExit) like any other.
+    signalGroup(inst, SIGKILL);
+    return;
+  }
   if (inst.spec.startSecs == 0) {
     setState(inst, State::kRunning, inst.spec.restarts > 0 ? inst.reason : "");
     return;
   }
-  setState(inst, State::kStarting, "");
   armTimer(inst, Millis(inst.spec.startSecs * 1000), [this](Instance& i) {
     if (i.state == State::kStarting) setState(i, State::kRunning, "");
   });
