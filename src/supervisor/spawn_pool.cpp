@@ -12,21 +12,15 @@ namespace hv::supervisor {
 
 namespace {
 
-// An outcome on its way to the io_context. Destroyed undelivered — the
-// handler dropped with its io_context, or the pool gone — it kills the child.
-struct Delivery {
-  Result<os::Child> child;
-  bool delivered = false;
-
-  explicit Delivery(const os::SpawnRequest& request) : child(os::spawn(request)) {}
-  ~Delivery() {
-    if (!delivered && child) discardChild(*child);
-  }
-};
-
 unsigned defaultThreads() { return std::clamp(std::thread::hardware_concurrency(), 1u, 4u); }
 
 }  // namespace
+
+SpawnPool::Outcome::Outcome(std::unique_ptr<Job> j) : job(std::move(j)), child(os::spawn(job->request)) {}
+
+SpawnPool::Outcome::~Outcome() {
+  if (!delivered && child) discardChild(*child);
+}
 
 void discardChild(os::Child& child) {
   if (child.pid > 0) (void)os::signalProcessGroup(child.pid, SIGKILL);
@@ -59,7 +53,8 @@ SpawnPool::~SpawnPool() {
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
-  *alive_ = false;  // outcomes still queued on the io_context are dropped
+  *alive_ = false;  // a delivery still queued on the io_context does nothing
+  finished_.clear();  // undelivered: their children are killed
 }
 
 void SpawnPool::submit(std::unique_ptr<Job> job) {
@@ -80,15 +75,33 @@ void SpawnPool::work() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
-    auto delivery = std::make_shared<Delivery>(job->request);
-    // The job (its mount plan, its callback) goes back with the outcome, so
-    // it is destroyed on the io_context's thread like everything else there.
-    std::shared_ptr<Job> owned = std::move(job);
-    boost::asio::post(io_, [alive = alive_, delivery, owned] {
-      if (!*alive) return;
-      delivery->delivered = true;  // done() owns the child now
-      owned->done(delivery->child);
+    auto outcome = std::make_unique<Outcome>(std::move(job));
+    bool post = false;
+    {
+      std::lock_guard lock(mutex_);
+      finished_.push_back(std::move(outcome));
+      post = !std::exchange(deliveryPosted_, true);
+    }
+    // One handler delivers every outcome finished by then: a start changes
+    // the instance list, and each loop turn with a change republishes the
+    // proxy's routes (the whole list); a thousand starts at boot should not
+    // mean a thousand of those.
+    if (post) boost::asio::post(io_, [this, alive = alive_] {
+      if (*alive) deliver();
     });
+  }
+}
+
+void SpawnPool::deliver() {
+  std::deque<std::unique_ptr<Outcome>> batch;
+  {
+    std::lock_guard lock(mutex_);
+    batch.swap(finished_);
+    deliveryPosted_ = false;
+  }
+  for (auto& outcome : batch) {
+    outcome->delivered = true;  // done() takes the child (its pidfd) out
+    outcome->job->done(outcome->child);
   }
 }
 

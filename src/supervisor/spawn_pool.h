@@ -52,13 +52,26 @@ class SpawnPool {
   void submit(std::unique_ptr<Job> job);
 
  private:
+  // A finished spawn waiting for delivery. Destroyed undelivered, it kills
+  // the child.
+  struct Outcome {
+    explicit Outcome(std::unique_ptr<Job> job);  // runs the spawn
+    ~Outcome();
+    std::unique_ptr<Job> job;
+    Result<os::Child> child;
+    bool delivered = false;
+  };
+
   void work();
+  void deliver();  // on the io_context: every finished outcome, in order
 
   boost::asio::io_context& io_;
   std::shared_ptr<bool> alive_;  // read and reset on the io_context's thread only
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::unique_ptr<Job>> queue_;
+  std::deque<std::unique_ptr<Outcome>> finished_;
+  bool deliveryPosted_ = false;
   bool stopping_ = false;
   std::vector<std::thread> workers_;
 };
