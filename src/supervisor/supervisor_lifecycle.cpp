@@ -240,7 +240,10 @@ void Supervisor::spawnNow(Instance& inst) {
     onSpawned(name, run, account, child);
   };
   spawner_->submit(std::move(job));
-  if (inst.state != State::kStarting) setState(inst, State::kStarting, "");
+  // A crash restart stays `running` (with no pid, as since its exit) until
+  // the new process is there: one change for the API and the proxy's routes,
+  // published after the exec rather than while the child is being set up.
+  if (inst.state != State::kStarting && inst.state != State::kRunning) setState(inst, State::kStarting, "");
 }
 
 void Supervisor::onSpawned(const std::string& name, uint64_t run, const store::AccountRecord& account,
@@ -305,6 +308,7 @@ void Supervisor::onSpawned(const std::string& name, uint64_t run, const store::A
     setState(inst, State::kRunning, inst.spec.restarts > 0 ? inst.reason : "");
     return;
   }
+  if (inst.state != State::kStarting) setState(inst, State::kStarting, "");  // a crash restart
   armTimer(inst, Millis(inst.spec.startSecs * 1000), [this](Instance& i) {
     if (i.state == State::kStarting) setState(i, State::kRunning, "");
   });
