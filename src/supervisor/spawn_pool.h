@@ -1,5 +1,6 @@
-// SpawnPool: runs os::spawn() on a few worker threads and posts each outcome
-// back to the control io_context.
+// SpawnPool: runs os::spawn() on a few worker threads and hands the outcomes
+// back to the control io_context, in batches (one handler delivers all that
+// finished by then).
 //
 // spawn() is vfork-style (CLONE_VM|CLONE_VFORK): the calling thread sleeps
 // through the child's whole set-up — mounts, credentials, seccomp — and its
