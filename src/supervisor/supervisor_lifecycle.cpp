@@ -236,14 +236,20 @@ void Supervisor::spawnNow(Instance& inst) {
   }
   inst.run = nextRun_++;
   inst.spawning = true;
+  if (inst.state == State::kRunning) {
+    // A crash restart: it stays `running` (with no pid, as since its exit)
+    // and is spawned right here. Crashes come one at a time and each wants
+    // the shortest way to its new exec; handing it to a worker thread was
+    // measured slower under CPU contention (the worker's wake-up waits for
+    // a core) and would queue it behind a boot's worth of starts.
+    Result<os::Child> child = os::spawn(job->request);
+    return onSpawned(name, inst.run, **account, child);
+  }
   job->done = [this, name, run = inst.run, account = **account](Result<os::Child>& child) {
     onSpawned(name, run, account, child);
   };
   spawner_->submit(std::move(job));
-  // A crash restart stays `running` (with no pid, as since its exit) until
-  // the new process is there: one change for the API and the proxy's routes,
-  // published after the exec rather than while the child is being set up.
-  if (inst.state != State::kStarting && inst.state != State::kRunning) setState(inst, State::kStarting, "");
+  if (inst.state != State::kStarting) setState(inst, State::kStarting, "");
 }
 
 void Supervisor::onSpawned(const std::string& name, uint64_t run, const store::AccountRecord& account,
