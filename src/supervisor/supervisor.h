@@ -139,8 +139,9 @@ class Supervisor {
 
   // Lifecycle (supervisor_lifecycle.cpp).
   bool adopt(Instance& inst);  // false if its last process is gone
-  // Prepares the run and hands it to spawner_; onSpawned() takes the outcome.
-  void spawnNow(Instance& inst);
+  // Prepares the run and hands it to spawner_ (or, `here`, spawns it on this
+  // thread); onSpawned() takes the outcome.
+  void spawnNow(Instance& inst, bool here = false);
   void onSpawned(const std::string& name, uint64_t run, const store::AccountRecord& account,
                  Result<os::Child>& child);
   void watchExit(Instance& inst);
