@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <memory>
@@ -73,6 +74,7 @@ struct ChildPlan {
   bool newSession = false;
   bool noNewPrivs = false;
   rlim_t nofile = 0;  // 0 = inherit
+  uint64_t signalsToReset = ~uint64_t{0};  // bit n-1: signal n
   const MountPlan* mounts = nullptr;
   const SeccompProgram* seccomp = nullptr;
 };
@@ -101,12 +103,14 @@ void markInheritedCloexec() {
 }
 
 // The daemon blocks signals for its signalfd and may ignore SIGPIPE; both would
-// survive execve(2), so restore the defaults. Errors (SIGKILL, SIGSTOP and
-// glibc's internal signals refuse) are expected and ignored.
-void resetSignals() {
+// survive execve(2), so restore the defaults. A caught signal gets SIG_DFL too:
+// once unblocked below, its handler must not run in the child. Only the
+// signals `dispositions` names (the parent's ignored and caught ones, see
+// changedSignals) — a handful instead of 64 system calls. Errors (SIGKILL,
+// SIGSTOP) are expected and ignored.
+void resetSignals(uint64_t dispositions) {
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
   // glibc refuses its own signals (32, 33) in sigaction(), yet an ignored one
   // is inherited across exec (seen under a CI runner): reset them with the
   // raw rt_sigaction(2), whose struct is {handler, flags, restorer, mask}.
@@ -116,8 +120,11 @@ void resetSignals() {
     void* restorer;
     uint64_t mask;
   } kernelDfl{};  // SIG_DFL is 0
-  for (int sig = 32; sig < SIGRTMIN; ++sig)
-    ::syscall(SYS_rt_sigaction, sig, &kernelDfl, nullptr, sizeof(uint64_t));
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if ((dispositions >> (sig - 1) & 1) == 0) continue;
+    if (sig >= 32 && sig < SIGRTMIN) ::syscall(SYS_rt_sigaction, sig, &kernelDfl, nullptr, sizeof(uint64_t));
+    else ::sigaction(sig, &dfl, nullptr);
+  }
   sigset_t none;
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -162,7 +169,7 @@ void joinCgroups(const ChildPlan& plan) {
   if (plan.mounts != nullptr && (err = plan.mounts->apply(&failedOp)) != 0) {
     childFail(plan.errorFd, Step::kMount, err, failedOp);
   }
-  resetSignals();
+  resetSignals(plan.signalsToReset);
   if (plan.newSession && ::setsid() < 0) childFail(plan.errorFd, Step::kSetsid, errno);
   installStdio(plan);
   if (plan.changeCreds) dropCredentials(plan);
@@ -392,6 +399,28 @@ Result<pid_t> cloneIntoCgroup(const SpawnRequest& req, ChildPlan& plan, CgroupJo
   return cloneAndRun(plan, pidfd, -1);
 }
 
+// The signals this process ignores or catches (bit n-1 for signal n), from
+// the SigIgn and SigCgt lines of /proc/self/status; all of them when that
+// cannot be read. Dispositions are per process and set at start-up (signal
+// handlers, SIGPIPE ignored), so reading them right before the clone is
+// exact; the child resets only these (the others are already SIG_DFL).
+uint64_t changedSignals() {
+  UniqueFd fd(::open("/proc/self/status", O_RDONLY | O_CLOEXEC));
+  char buf[4096];
+  ssize_t n = fd ? readRetrying(fd.get(), buf, sizeof buf - 1) : -1;
+  if (n <= 0) return ~uint64_t{0};
+  buf[n] = '\0';
+  uint64_t mask = 0;
+  int found = 0;
+  for (const char* key : {"\nSigIgn:\t", "\nSigCgt:\t"}) {
+    const char* at = std::strstr(buf, key);
+    if (at == nullptr) continue;
+    mask |= std::strtoull(at + std::strlen(key), nullptr, 16);
+    ++found;
+  }
+  return found == 2 ? mask : ~uint64_t{0};
+}
+
 ChildPlan makePlan(const SpawnRequest& req, std::vector<char*>& argv, std::vector<char*>& envp, int devNull,
                    int errorFd) {
   ChildPlan plan;
@@ -415,6 +444,7 @@ ChildPlan makePlan(const SpawnRequest& req, std::vector<char*>& argv, std::vecto
   plan.newSession = req.newSession;
   plan.noNewPrivs = req.noNewPrivs;
   plan.nofile = req.rlimitNofile > 0 ? static_cast<rlim_t>(req.rlimitNofile) : 0;
+  plan.signalsToReset = changedSignals();
   plan.mounts = req.mounts;
   plan.seccomp = req.seccomp;
   return plan;

@@ -11,6 +11,7 @@
 #include "os/net.h"
 #include "supervisor/supervisor_impl.h"
 #include "supervisor/quota.h"
+#include "supervisor/spawn_pool.h"
 #include "supervisor/validation.h"
 
 namespace hv::supervisor {
@@ -27,7 +28,8 @@ Supervisor::Supervisor(asio::io_context& io, store::Database& db, const Clock& c
       ports_(options_.portLo, options_.portHi,
              options_.portInUse ? options_.portInUse : [](uint16_t p) { return os::tcpPortInUse(p); }),
       logs_(options_.logDir),
-      daemonUid_(::geteuid()) {}
+      daemonUid_(::geteuid()),
+      spawner_(std::make_unique<SpawnPool>(io)) {}
 
 Supervisor::~Supervisor() = default;
 
@@ -301,7 +303,7 @@ void Supervisor::remove(const std::string& name, std::function<void(Status)> don
 
 bool Supervisor::anyProcess() const {
   for (const auto& [name, inst] : instances_) {
-    if (inst->pid > 0) return true;
+    if (inst->pid > 0 || inst->spawning) return true;
   }
   return false;
 }

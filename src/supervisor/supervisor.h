@@ -23,6 +23,7 @@
 #include "os/mount_ns.h"
 #include "os/netpolicy/enforcer.h"
 #include "os/seccomp.h"
+#include "os/spawn.h"
 #include "logkeeper/client.h"
 #include "store/database.h"
 #include "supervisor/egress.h"
@@ -145,7 +146,11 @@ class Supervisor {
 
   // Lifecycle (supervisor_lifecycle.cpp).
   bool adopt(Instance& inst);  // false if its last process is gone
-  void spawnNow(Instance& inst);
+  // Prepares the run and hands it to spawner_ (or, `here`, spawns it on this
+  // thread); onSpawned() takes the outcome.
+  void spawnNow(Instance& inst, bool here = false);
+  void onSpawned(const std::string& name, uint64_t run, const store::AccountRecord& account,
+                 Result<os::Child>& child);
   void watchExit(Instance& inst);
   // Readiness: connect attempts to its port while it is `starting`.
   void probeReady(Instance& inst, uint64_t run, Millis delay);
@@ -173,6 +178,7 @@ class Supervisor {
   uid_t daemonUid_;
   uint64_t nextRun_ = 1;
   std::map<std::string, std::unique_ptr<Instance>> instances_;
+  std::unique_ptr<class SpawnPool> spawner_;  // last: its workers stop before the rest goes
 };
 
 }  // namespace hv::supervisor

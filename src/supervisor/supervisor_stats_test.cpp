@@ -7,12 +7,14 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "base/clock.h"
@@ -128,6 +130,17 @@ class SupervisorStatsTest : public ::testing::Test {
     return false;
   }
 
+  // Processes whose command line names `program` (e.g. python running it).
+  static int processesRunning(const std::string& program) {
+    int count = 0;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      std::ifstream in(entry.path() / "cmdline");
+      std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (cmdline.find(program) != std::string::npos) ++count;
+    }
+    return count;
+  }
+
   static inline int counter_ = 0;
   boost::asio::io_context io_;
   SystemClock clock_;
@@ -224,9 +237,10 @@ TEST_F(SupervisorStatsTest, AMemoryLimitJoinsTheMemoryCgroupAndAnOomKillIsNamed)
                                    "time.sleep(60)\n");
   auto created = create("hog", prog, 48 << 20);
   ASSERT_TRUE(created) << created.error().message;
-  if (memoryIsV1(*cgroups_) && created->pid > 0) {
-    EXPECT_NE(v1CgroupOf(created->pid, "memory").find("/hog/run-"), std::string::npos)
-        << v1CgroupOf(created->pid, "memory");
+  int pid = 0;  // the spawn finishes off the control thread
+  ASSERT_TRUE(runUntil([&] { return (pid = sup_->get("hog").value().pid) > 0; }, 10s));
+  if (memoryIsV1(*cgroups_)) {
+    EXPECT_NE(v1CgroupOf(pid, "memory").find("/hog/run-"), std::string::npos) << v1CgroupOf(pid, "memory");
   }
   std::optional<InstanceStatus> last;
   const bool ended = runUntil(
@@ -272,6 +286,74 @@ TEST_F(SupervisorStatsTest, ASpawnThatKeepsFailingEndsFatalInsteadOfRecursing) {
   ASSERT_TRUE(fatal) << "state " << stateName(last->state) << ": " << last->reason;
   EXPECT_NE(last->reason.find("crash loop"), std::string::npos) << last->reason;
   EXPECT_EQ(last->pid, 0);
+}
+
+// Spawns run on worker threads (SpawnPool). A stop that comes while one is in
+// flight ends with the new child killed and the instance stopped; none is
+// left running that nobody supervises.
+TEST_F(SupervisorStatsTest, AStopWhileTheSpawnIsInFlightKillsTheNewChild) {
+  const std::string prog = program("idle.py", "#!/usr/bin/python3\nimport time\ntime.sleep(60)\n");
+  auto created = create("early", prog, 0);
+  ASSERT_TRUE(created) << created.error().message;
+  EXPECT_EQ(created->state, State::kStarting);
+  std::optional<Result<InstanceStatus>> stopped;
+  sup_->stop("early", [&](Result<InstanceStatus> r) { stopped = std::move(r); });  // before the loop ran
+  ASSERT_TRUE(runUntil([&] { return stopped.has_value(); }, 15s));
+  ASSERT_TRUE(*stopped) << stopped->error().message;
+  EXPECT_EQ((*stopped)->state, State::kStopped);
+  EXPECT_EQ((*stopped)->pid, 0);
+  EXPECT_FALSE(sup_->anyProcess());
+  EXPECT_TRUE(runUntil([&] { return processesRunning(prog) == 0; }, 5s));
+  // And it starts again normally.
+  ASSERT_TRUE(sup_->start("early"));
+  EXPECT_TRUE(runUntil([&] { return sup_->get("early").value().state == State::kRunning; }, 10s));
+}
+
+TEST_F(SupervisorStatsTest, ARemoveWhileTheSpawnIsInFlightLeavesNoProcess) {
+  const std::string prog = program("idle.py", "#!/usr/bin/python3\nimport time\ntime.sleep(60)\n");
+  ASSERT_TRUE(create("gone", prog, 0));
+  std::optional<Status> removed;
+  sup_->remove("gone", [&](Status s) { removed = std::move(s); });
+  ASSERT_TRUE(runUntil([&] { return removed.has_value(); }, 15s));
+  ASSERT_TRUE(*removed) << removed->error().message;
+  EXPECT_FALSE(sup_->has("gone"));
+  EXPECT_TRUE(runUntil([&] { return processesRunning(prog) == 0; }, 5s));
+}
+
+// Many starts at once (as at boot or a bulk create): each gets its own
+// process, and all of them run.
+TEST_F(SupervisorStatsTest, ConcurrentStartsEachGetTheirOwnRunningProcess) {
+  const std::string prog = program("idle.py", "#!/usr/bin/python3\nimport time\ntime.sleep(60)\n");
+  constexpr int kCount = 12;
+  for (int i = 0; i < kCount; ++i) ASSERT_TRUE(create("many" + std::to_string(i), prog, 0));
+  ASSERT_TRUE(runUntil(
+      [&] {
+        for (int i = 0; i < kCount; ++i) {
+          if (sup_->get("many" + std::to_string(i)).value().state != State::kRunning) return false;
+        }
+        return true;
+      },
+      20s));
+  std::set<int> pids;
+  for (int i = 0; i < kCount; ++i) {
+    const int pid = sup_->get("many" + std::to_string(i)).value().pid;
+    EXPECT_GT(pid, 0);
+    EXPECT_EQ(::kill(pid, 0), 0) << pid;
+    pids.insert(pid);
+  }
+  EXPECT_EQ(pids.size(), static_cast<size_t>(kCount));
+}
+
+// The daemon going away while a spawn is in flight (its outcome never
+// delivered) kills that child rather than leaving it unrecorded: the next
+// daemon would start another one.
+TEST_F(SupervisorStatsTest, ASupervisorDestroyedWithASpawnInFlightLeavesNoProcess) {
+  const std::string prog = program("idle.py", "#!/usr/bin/python3\nimport time\ntime.sleep(60)\n");
+  ASSERT_TRUE(create("orphan", prog, 0));
+  sup_.reset();  // the loop never ran: the outcome is queued or still coming
+  io_.restart();
+  io_.poll();
+  EXPECT_TRUE(runUntil([&] { return processesRunning(prog) == 0; }, 5s));
 }
 
 }  // namespace
