@@ -18,7 +18,7 @@ using http::status;
 
 namespace {
 
-constexpr size_t kRelayChunk = 16 * 1024;
+constexpr size_t kRelayChunk = Worker::kRelayBufferSize;
 constexpr uint32_t kResponseHeadLimit = 64 * 1024;
 
 std::string endpointText(const tcp::endpoint& ep) {
@@ -40,7 +40,8 @@ void HttpSession::doForward() {
   }
   const tcp::endpoint& ep = route_->endpoints[pick.index];
   lease_ = worker_.upstreams().lease(ep);
-  if (auto idle = worker_.upstreams().takeIdle(ep, now)) {
+  const bool check = checkPooled_ || !isIdempotent(request_.method());
+  if (auto idle = worker_.upstreams().takeIdle(ep, now, check)) {
     upstream_ = std::move(idle);
     reused_ = true;
     bump(worker_.stats().upstreamReuses);
@@ -156,6 +157,7 @@ void HttpSession::retryOrFail(error_code ec) {
     ++attempts_;
     lastFailure_ = " closed the connection without answering";
     if (fresh) tried_.push_back(ep);  // a stale pooled connection says nothing about the upstream
+    else checkPooled_ = true;         // others pooled with it may be stale too (the upstream restarted)
     response_.reset();
     return doForward();
   }
@@ -181,7 +183,7 @@ void HttpSession::doRelayHeader() {
 // upstream's bytes do not parse.
 bool HttpSession::takeBufferedBody() {
   auto& body = response_->get().body();
-  if (!relayBuffer_) relayBuffer_.reset(new char[kRelayChunk]);
+  if (!relayBuffer_) relayBuffer_ = worker_.takeRelayBuffer();
   body.data = relayBuffer_.get();
   body.size = kRelayChunk;
   // One put() handles one piece (a chunk header, some body): loop as
@@ -204,7 +206,7 @@ bool HttpSession::takeBufferedBody() {
 
 void HttpSession::doRelay() {
   auto& body = response_->get().body();
-  if (!relayBuffer_) relayBuffer_.reset(new char[kRelayChunk]);
+  if (!relayBuffer_) relayBuffer_ = worker_.takeRelayBuffer();
   body.data = relayBuffer_.get();
   body.size = kRelayChunk;
   // Server-sent events may be quiet for long: they get the tunnel idle time.
@@ -277,7 +279,7 @@ void HttpSession::startTunnel() {
   const TunnelSettings settings{route_->route.idleTimeout.count() > 0 ? route_->route.idleTimeout : limits.tunnelIdle,
                                 limits.tunnelLifetime};
   closed_ = true;
-  disarm();
+  stopDeadline();
   Tunnel::start(worker_, std::move(client_), std::move(upstream_->stream), std::move(slot_), std::move(lease_),
                 settings, std::move(toClient), std::move(toUpstream));
   upstream_.reset();

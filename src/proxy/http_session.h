@@ -47,6 +47,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Clo
   void onHandshake(error_code ec);
   void doWaitRequest();
   void onReadable(error_code ec);
+  void onIdleRead(error_code ec, size_t n);
   void doReadHeader();
   void parseHeader();
   void onReadSome(error_code ec, size_t n);
@@ -62,8 +63,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Clo
   void doClose();
   void doLinger();
   void finalClose();
-  void arm(Milliseconds timeout, Phase phase);
-  void disarm();
+  void arm(Milliseconds timeout, Phase phase);  // the current phase must end within `timeout`
+  void disarm();                                 // the current phase ended in time
+  void startWait();
+  void stopDeadline();                           // the session ends: no wait stays pending
   void onDeadline(uint64_t generation, error_code ec);
   std::string displayName() const;
 
@@ -98,7 +101,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Clo
   bool tls_;
   asio::steady_timer deadline_;
   Phase phase_ = Phase::kNone;
-  uint64_t generation_ = 0;
+  uint64_t generation_ = 0;  // of the pending wait
+  bool waiting_ = false;     // a wait is pending (at deadline_.expiry() <= deadlineAt_ while a phase runs)
+  std::chrono::steady_clock::time_point deadlineAt_{};
   bool timedOut_ = false;
   bool closed_ = false;
   bool firstRequest_ = true;
@@ -121,6 +126,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Clo
   std::unique_ptr<UpstreamConn> upstream_;
   Upstreams::Lease lease_;
   bool reused_ = false;
+  bool checkPooled_ = false;  // peek at every pooled connection before use (a pooled one failed)
   std::optional<http::response_parser<http::buffer_body>> response_;
   std::optional<http::response_serializer<http::buffer_body>> serializer_;
   std::unique_ptr<char[]> relayBuffer_;

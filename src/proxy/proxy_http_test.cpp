@@ -104,6 +104,37 @@ TEST_F(ProxyHttp, ReusesUpstreamConnections) {
   EXPECT_EQ(proxy->stats().upstreamReuses, 7u);
 }
 
+// Servers close idle keep-alive connections (node after 5 s, or when they
+// restart): a pooled connection the upstream closed must fail no request. A
+// fresh one is used unchecked (no syscall per request); a GET that meets a
+// closed one goes again on a new connection, and a POST, which could not go
+// again, is only sent on a pooled connection checked to be open.
+TEST_F(ProxyHttp, PooledConnectionsTheUpstreamClosedFailNoRequest) {
+  routes({routeTo("/", {a.port()})});
+  Client c;
+  ASSERT_TRUE(c.connect(proxy->boundAddress()));
+  auto first = c.get("/first");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->result_int(), 200);
+
+  a.closeConnections();
+  auto get = c.get("/after-close");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->result_int(), 200);
+  EXPECT_EQ(echoed(get->body(), "target"), "/after-close");
+  EXPECT_EQ(a.connections(), 2);
+  EXPECT_EQ(a.requests(), 2);  // the closed connection carried nothing
+
+  a.closeConnections();
+  ASSERT_TRUE(c.write("POST /p HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello"));
+  auto post = c.read();
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->result_int(), 200);
+  EXPECT_EQ(echoed(post->body(), "body"), "hello");
+  EXPECT_EQ(a.connections(), 3);
+  EXPECT_EQ(a.requests(), 3);
+}
+
 TEST_F(ProxyHttp, StreamsLargeChunkedAndUntilCloseBodies) {
   routes({routeTo("/", {a.port()})});
   Client c;

@@ -32,6 +32,11 @@ void TestBackend::stop() {
   for (auto& t : threads_) t.join();
 }
 
+void TestBackend::closeConnections() {
+  std::lock_guard lock(mutex_);
+  for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+}
+
 void TestBackend::acceptLoop() {
   for (;;) {
     error_code ec;

@@ -62,6 +62,9 @@ class TestBackend {
   int requests() const { return requests_.load(); }
   int connections() const { return connections_.load(); }
   void stop();
+  // Closes every connection it serves (a keep-alive timeout, a restart) and
+  // keeps listening.
+  void closeConnections();
 
  private:
   void acceptLoop();

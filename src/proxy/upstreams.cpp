@@ -74,14 +74,17 @@ bool stillOpen(UpstreamConn& conn) {
 
 }  // namespace
 
-std::unique_ptr<UpstreamConn> Upstreams::takeIdle(const tcp::endpoint& ep, TimePoint now) {
+std::unique_ptr<UpstreamConn> Upstreams::takeIdle(const tcp::endpoint& ep, TimePoint now, bool check) {
   auto it = states_.find(ep);
   if (it == states_.end()) return nullptr;
   auto& idle = it->second.idle;
   while (!idle.empty()) {
     std::unique_ptr<UpstreamConn> conn = std::move(idle.back());
     idle.pop_back();
-    if (now - conn->idleSince < limits_.upstreamIdleTimeout && stillOpen(*conn)) return conn;
+    const auto idleFor = now - conn->idleSince;
+    if (idleFor >= limits_.upstreamIdleTimeout) continue;
+    if ((check || idleFor >= kTrustIdle) && !stillOpen(*conn)) continue;
+    return conn;
   }
   return nullptr;
 }

@@ -76,8 +76,16 @@ class Upstreams {
   Lease lease(const tcp::endpoint& ep) { return Lease(&state(ep)); }
   uint32_t inUse(const tcp::endpoint& ep) { return state(ep).active; }
 
-  // An idle pooled connection still open (checked without blocking), or nullptr.
-  std::unique_ptr<UpstreamConn> takeIdle(const tcp::endpoint& ep, TimePoint now);
+  // An idle pooled connection, or nullptr. One idle for kTrustIdle or longer
+  // is first checked to be still open (a peek that never blocks): servers
+  // close idle keep-alive connections after seconds (node and Apache 5 s,
+  // nginx 75 s). One that carried a response a moment ago is not, unless
+  // `check` (a request that could not be retried elsewhere, or a retry after
+  // a pooled connection failed): that syscall per request is one nginx does
+  // not make either; should such a connection fail, an idempotent request
+  // goes again on another (HttpSession::retryOrFail).
+  std::unique_ptr<UpstreamConn> takeIdle(const tcp::endpoint& ep, TimePoint now, bool check);
+  static constexpr std::chrono::milliseconds kTrustIdle{1000};
   // Pools a connection whose last response was complete; drops it if the pool
   // is full: more than idleUpstreamsPerHost and more than were recently in
   // use at once (a burst of N requests would otherwise open connections that
