@@ -1,9 +1,10 @@
-// hostvisor: one binary for the daemon (`serve`) and its client commands.
+// hostvisord: the daemon (`serve`) and its log keeper (`log-keeper`). Users
+// run it as `hostvisor serve`: the client binary (src/cli/main.cpp) execs
+// this one with the same arguments, so the process keeps its pid.
 #include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "base/log.h"
-#include "cli/commands.h"
 #include "daemon/app.h"
 #include "daemon/config.h"
 #include "daemon/resident.h"
@@ -11,7 +12,11 @@
 
 namespace {
 
-void addServe(CLI::App& app, hv::cli::GlobalOptions& global, int* exitCode) {
+struct GlobalOptions {
+  std::string dataDir;  // "" = defaultDataDir()
+};
+
+void addServe(CLI::App& app, GlobalOptions& global, int* exitCode) {
   auto* cmd = app.add_subcommand("serve", "run the daemon in the foreground");
   auto configPath = std::make_shared<std::string>();
   auto flags = std::make_shared<hv::daemon::ConfigOverrides>();
@@ -59,15 +64,14 @@ void addLogKeeper(CLI::App& app, int* exitCode) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"hostvisor: run background programs safely on shared hosting"};
+  CLI::App app{"hostvisor daemon (run it as `hostvisor serve`)"};
   app.require_subcommand(1);
   app.fallthrough();
-  hv::cli::GlobalOptions global;
+  GlobalOptions global;
   app.add_option("--data-dir", global.dataDir, "data directory (env HOSTVISOR_DATA_DIR)");
   int exitCode = 0;
   addServe(app, global, &exitCode);
   addLogKeeper(app, &exitCode);
-  hv::cli::addClientCommands(app, global, &exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
