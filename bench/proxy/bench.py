@@ -907,6 +907,11 @@ def machine_facts(args, binary):
             osname = re.search(r'PRETTY_NAME="(.*)"', f.read()).group(1)
     except (OSError, AttributeError):
         osname = "?"
+    # `hostvisor serve` runs the daemon binary beside it (hostvisord): that is
+    # the one measured, so its build is the one named.
+    daemon = os.path.join(os.path.dirname(binary), "hostvisord")
+    if os.path.exists(daemon):
+        binary = daemon
     with open(binary, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()[:12]
     try:
