@@ -61,9 +61,22 @@ struct SupervisorOptions {
   // Routes the daemon serves by other means (static upstreams): an instance
   // route this refuses (kConflict, naming both) is refused at create and update.
   std::function<Status(const std::string& instance, const std::string& route)> routeReserved;
-  // Called (on the control thread) after any instance is created, changed,
-  // deleted or changes state: the daemon updates the proxy's routes from it.
-  std::function<void()> onChange;
+  // Called (on the control thread) after an instance with a route (before or
+  // after the change) is created, changed, deleted or changes state: the
+  // daemon updates the proxy's routes from it (routeViews()). Instances
+  // without a route never call it: a mass start of those publishes nothing.
+  std::function<void()> onRoutesChanged;
+};
+
+// What the proxy's route table needs of one instance with a route: no stats,
+// no syscalls, so republishing it on every change stays cheap.
+struct RouteView {
+  std::string name;
+  std::string route;
+  int port = 0;
+  bool stripPrefix = false;
+  std::vector<std::string> access;
+  State state = State::kStopped;
 };
 
 // A snapshot of one instance, for the API.
@@ -120,12 +133,16 @@ class Supervisor {
   // list of copies (the list RPC: 1,000 specs copied, then freed, cost ~1 MB
   // of heap and a malloc/free per string). fn must not keep the reference.
   void forEachStatus(const std::function<void(const InstanceStatus&)>& fn) const;
+  // The instances that have a route, in name order (for the proxy's routes).
+  std::vector<RouteView> routeViews() const;
   size_t countOf(const std::string& account) const;
   size_t size() const { return instances_.size(); }
   const LogFiles& logs() const { return logs_; }
   bool has(const std::string& name) const { return instances_.contains(name); }
   // A program of ours is alive (running, starting or stopping).
   bool anyProcess() const;
+  // Some instance is in an active state (isActive), with or without a process.
+  bool anyActive() const;
 
  private:
   struct Instance;
@@ -138,7 +155,8 @@ class Supervisor {
   // Overwrites every field of `s` (assignment reuses its strings' buffers).
   void snapshotInto(const Instance& inst, InstanceStatus& s) const;
   Status persist(const store::InstanceRecord& spec);
-  void notifyChanged() const;
+  // onRoutesChanged, if the instance had or has a route.
+  void notifyRoutes(bool routed) const;
   Status checkRouteFree(const store::InstanceRecord& spec) const;
   void setState(Instance& inst, State state, std::string reason);
   void notifyWaiters(Instance& inst);

@@ -60,6 +60,7 @@ class SupervisorStatsTest : public ::testing::Test {
     Status kept = keeper_->start();
     ASSERT_TRUE(kept) << kept.error().message;
     options.output = &*keeper_;
+    options.onRoutesChanged = [this] { ++routeCalls_; };
     sup_.emplace(io_, *db_, clock_, std::move(options));
     Status loaded = sup_->load();
     ASSERT_TRUE(loaded) << loaded.error().message;
@@ -149,6 +150,7 @@ class SupervisorStatsTest : public ::testing::Test {
   std::unique_ptr<store::Database> db_;
   std::optional<logkeeper::Client> keeper_;
   std::optional<Supervisor> sup_;
+  int routeCalls_ = 0;  // onRoutesChanged
 };
 
 TEST_F(SupervisorStatsTest, ARunWithoutLimitsShowsCpuAndRssWithoutAMemoryCgroup) {
@@ -225,6 +227,52 @@ TEST_F(SupervisorStatsTest, ForEachStatusMatchesListAndLeavesNothingOfThePreviou
   EXPECT_FALSE(stopped.rssBytes);
   EXPECT_FALSE(stopped.lastExit);
   EXPECT_EQ(stopped.output.writtenBytes, 0u);
+}
+
+// Route publication is cheap and selective: instances without a route never
+// call onRoutesChanged (a mass start of them republishes nothing), a routed
+// one does on create and on each state change, and routeViews() holds only
+// the routed ones, with their current state.
+TEST_F(SupervisorStatsTest, OnlyInstancesWithARouteAskForARoutePublication) {
+  const std::string prog = program("sleep.sh", "#!/bin/sh\nexec sleep 60\n");
+  ASSERT_TRUE(create("plain", prog, 0));
+  ASSERT_TRUE(runUntil([&] { return sup_->get("plain").value().state == State::kRunning; }, 15s));
+  EXPECT_EQ(routeCalls_, 0);
+  EXPECT_TRUE(sup_->routeViews().empty());
+
+  store::InstanceRecord spec;
+  spec.name = "web";
+  spec.account = "default";
+  spec.command = prog;
+  spec.route = "/web/";
+  spec.stripPrefix = true;
+  spec.access = {"deny all"};
+  spec.startSecs = 0;
+  auto web = sup_->create(spec, true);
+  ASSERT_TRUE(web) << web.error().message;
+  ASSERT_TRUE(runUntil([&] { return sup_->get("web").value().state == State::kRunning; }, 15s));
+  EXPECT_GE(routeCalls_, 2);  // created, then running (starting too, with the pool)
+  auto views = sup_->routeViews();
+  ASSERT_EQ(views.size(), 1u);
+  EXPECT_EQ(views[0].name, "web");
+  EXPECT_EQ(views[0].route, "/web/");
+  EXPECT_EQ(views[0].port, web->spec.port);
+  EXPECT_TRUE(views[0].stripPrefix);
+  EXPECT_EQ(views[0].access, std::vector<std::string>{"deny all"});
+  EXPECT_EQ(views[0].state, State::kRunning);
+
+  const int before = routeCalls_;
+  bool stopped = false;
+  sup_->stop("plain", [&](Result<InstanceStatus>) { stopped = true; });
+  ASSERT_TRUE(runUntil([&] { return stopped; }, 15s));
+  EXPECT_EQ(routeCalls_, before);
+  EXPECT_TRUE(sup_->anyActive());
+  stopped = false;
+  sup_->stop("web", [&](Result<InstanceStatus>) { stopped = true; });
+  ASSERT_TRUE(runUntil([&] { return stopped; }, 15s));
+  EXPECT_GT(routeCalls_, before);
+  EXPECT_EQ(sup_->routeViews().at(0).state, State::kStopped);
+  EXPECT_FALSE(sup_->anyActive());
 }
 
 TEST_F(SupervisorStatsTest, AMemoryLimitJoinsTheMemoryCgroupAndAnOomKillIsNamed) {
