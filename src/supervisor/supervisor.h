@@ -165,8 +165,10 @@ class Supervisor {
   // Lifecycle (supervisor_lifecycle.cpp).
   bool adopt(Instance& inst);  // false if its last process is gone
   // Prepares the run and hands it to spawner_ (or, `here`, spawns it on this
-  // thread); onSpawned() takes the outcome.
-  void spawnNow(Instance& inst, bool here = false);
+  // thread); onSpawned() takes the outcome. `logExit` (a crash restart) logs
+  // the exit that led here: called once, right after the new process is
+  // exec'd or handed to the pool, or before a failure is logged.
+  void spawnNow(Instance& inst, bool here = false, const std::function<void()>& logExit = {});
   void onSpawned(const std::string& name, uint64_t run, const store::AccountRecord& account,
                  Result<os::Child>& child);
   void watchExit(Instance& inst);
@@ -178,9 +180,15 @@ class Supervisor {
   // (and removed): a leftover child can never hold the port on restart.
   void reapCgroup(Instance& inst, std::function<void(Instance&)> then);
   void readStats(const Instance& inst) const;
+  // The private-mount plan for a run of `account`'s: built (~35 stat and
+  // readlink calls) at most every kMountPlanMaxAge per account, and again at
+  // once when the accounts' homes change or a spawn failed mounting.
+  Result<std::shared_ptr<const os::MountPlan>> mountPlanFor(const store::AccountRecord& account);
   // Network policy of a run: set before its spawn, cleared when it ends.
   Status policeRun(Instance& inst, const store::AccountRecord& account);
   void unpoliceRun(Instance& inst);
+  // The same for an earlier run's cgroup id (its counts go to blockedBefore).
+  void unpoliceNetId(Instance& inst, uint64_t netId);
   void stopInstance(Instance& inst, Done done);
   void beginStop(Instance& inst);
   void signalGroup(Instance& inst, int sig);
@@ -196,6 +204,13 @@ class Supervisor {
   uid_t daemonUid_;
   uint64_t nextRun_ = 1;
   std::map<std::string, std::unique_ptr<Instance>> instances_;
+  struct CachedMountPlan {
+    std::string home;
+    std::vector<std::string> hidePaths;  // with the other accounts' homes
+    std::shared_ptr<const os::MountPlan> plan;
+    Clock::TimePoint builtAt;
+  };
+  std::map<std::string, CachedMountPlan> mountPlans_;  // by account
   std::unique_ptr<class SpawnPool> spawner_;  // last: its workers stop before the rest goes
 };
 

@@ -275,6 +275,53 @@ TEST_F(SupervisorStatsTest, OnlyInstancesWithARouteAskForARoutePublication) {
   EXPECT_FALSE(sup_->anyActive());
 }
 
+// A crash restart execs the new process before the daemon writes its lines
+// (the keeper flush and the event log are off that path), yet the log reads
+// in order: the program's last words, then our exit line, then the new run's
+// "started" line.
+TEST_F(SupervisorStatsTest, ACrashRestartLogsTheLastWordsBeforeTheExitLineAndThatBeforeTheNewStart) {
+  const std::string marker = dir_ + "/second-run";
+  const std::string prog = program("once.sh", "#!/bin/sh\n"
+                                              "if [ -e " + marker + " ]; then exec sleep 60; fi\n"
+                                              "touch " + marker + "\n"
+                                              "echo first-run-last-words\n"
+                                              "exit 3\n");
+  store::InstanceRecord spec;
+  spec.name = "crashy";
+  spec.account = "default";
+  spec.command = prog;
+  spec.restart = store::RestartMode::kAlways;
+  spec.startSecs = 0;
+  ASSERT_TRUE(sup_->create(spec, true));
+  const std::string log = sup_->logs().pathOf("crashy");
+  auto text = [&] {
+    std::ifstream in(log);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  auto countOf = [](const std::string& hay, const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + 1)) ++n;
+    return n;
+  };
+  ASSERT_TRUE(runUntil(
+      [&] {
+        auto s = sup_->get("crashy");
+        return s && s->state == State::kRunning && s->restarts == 1 && s->pid > 0 &&
+               countOf(text(), "started pid") == 2;
+      },
+      15s))
+      << text();
+  const std::string all = text();
+  const size_t words = all.find("first-run-last-words");
+  const size_t exitLine = all.find("exited with code 3; restarting");
+  const size_t secondStart = all.find("started pid", all.find("started pid") + 1);
+  ASSERT_NE(words, std::string::npos) << all;
+  ASSERT_NE(exitLine, std::string::npos) << all;
+  EXPECT_LT(words, exitLine) << all;
+  EXPECT_LT(exitLine, secondStart) << all;
+  EXPECT_EQ(::kill(sup_->get("crashy").value().pid, 0), 0);
+}
+
 TEST_F(SupervisorStatsTest, AMemoryLimitJoinsTheMemoryCgroupAndAnOomKillIsNamed) {
   const std::string prog = program("hog.py",
                                    "#!/usr/bin/python3\n"
