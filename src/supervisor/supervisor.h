@@ -10,6 +10,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -164,6 +165,8 @@ class Supervisor {
 
   // Lifecycle (supervisor_lifecycle.cpp).
   bool adopt(Instance& inst);  // false if its last process is gone
+  // Hands the next of load()'s starts to the pool, a few at a time.
+  void startQueued();
   // Prepares the run and hands it to spawner_ (or, `here`, spawns it on this
   // thread); onSpawned() takes the outcome. `logExit` (a crash restart) logs
   // the exit that led here: called once, right after the new process is
@@ -204,6 +207,8 @@ class Supervisor {
   uid_t daemonUid_;
   uint64_t nextRun_ = 1;
   std::map<std::string, std::unique_ptr<Instance>> instances_;
+  std::deque<std::string> bootQueue_;  // load()'s starts not yet handed over
+  size_t bootInFlight_ = 0;
   struct CachedMountPlan {
     std::string home;
     std::vector<std::string> hidePaths;  // with the other accounts' homes

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <random>
@@ -67,14 +68,32 @@ Status Supervisor::load() {
     inst.spec = std::move(row);
     instances_.emplace(inst.spec.name, std::move(owned));
     if (inst.spec.lastPid > 0 && adopt(inst)) continue;
-    // At boot on this thread, one after the other: through the pool, a
-    // thousand prepared runs (each holding its cgroup's descriptors until its
-    // spawn) made every clone and exec walk a bigger descriptor table, and the
-    // cold start of 1000 was measured slower (5.9 s against 4.3 s).
-    if (inst.spec.wanted && inst.spec.autostart) spawnNow(inst, true);
+    if (inst.spec.wanted && inst.spec.autostart) bootQueue_.push_back(inst.spec.name);
   }
-  spdlog::info("loaded {} instances", instances_.size());
+  spdlog::info("loaded {} instances, {} to start", instances_.size(), bootQueue_.size());
+  startQueued();
   return {};
+}
+
+// Boot starts go through the pool (the control thread prepares the next
+// runs while the workers clone and exec on both cores), but at most
+// kBootInFlight prepared at a time: with all 1000 prepared ahead (each holding
+// its cgroup's descriptors until its spawn) every clone and exec walked a
+// bigger descriptor table, and the cold start was measured slower (5.9 s
+// against 4.3 s one by one on this thread).
+void Supervisor::startQueued() {
+  constexpr size_t kBootInFlight = 4;
+  while (bootInFlight_ < kBootInFlight && !bootQueue_.empty()) {
+    Instance* inst = find(bootQueue_.front());
+    bootQueue_.pop_front();
+    // Started, stopped or removed by a request meanwhile: nothing to do.
+    if (!inst || inst->state != State::kStopped || !inst->spec.wanted) continue;
+    spawnNow(*inst);
+    if (inst->spawning) {
+      inst->bootStart = true;
+      ++bootInFlight_;
+    }
+  }
 }
 
 bool Supervisor::adopt(Instance& inst) {
@@ -293,6 +312,11 @@ void Supervisor::onSpawned(const std::string& name, uint64_t run, const store::A
   }
   Instance& inst = *found;
   inst.spawning = false;
+  if (std::exchange(inst.bootStart, false)) {
+    --bootInFlight_;
+    // Posted: the next boot start is prepared after this outcome is taken.
+    asio::post(io_, [this] { startQueued(); });
+  }
   if (!child) {
     unpoliceRun(inst);
     if (inst.cgroup) (void)inst.cgroup->remove();

@@ -61,6 +61,7 @@ class SupervisorStatsTest : public ::testing::Test {
     ASSERT_TRUE(kept) << kept.error().message;
     options.output = &*keeper_;
     options.onRoutesChanged = [this] { ++routeCalls_; };
+    options_ = options;
     sup_.emplace(io_, *db_, clock_, std::move(options));
     Status loaded = sup_->load();
     ASSERT_TRUE(loaded) << loaded.error().message;
@@ -150,6 +151,7 @@ class SupervisorStatsTest : public ::testing::Test {
   std::unique_ptr<store::Database> db_;
   std::optional<logkeeper::Client> keeper_;
   std::optional<Supervisor> sup_;
+  SupervisorOptions options_;  // what sup_ was made with
   int routeCalls_ = 0;  // onRoutesChanged
 };
 
@@ -320,6 +322,53 @@ TEST_F(SupervisorStatsTest, ACrashRestartLogsTheLastWordsBeforeTheExitLineAndTha
   EXPECT_LT(words, exitLine) << all;
   EXPECT_LT(exitLine, secondStart) << all;
   EXPECT_EQ(::kill(sup_->get("crashy").value().pid, 0), 0);
+}
+
+// A boot (load) starts every wanted instance through the pool, a few at a
+// time; one stopped by a request before its turn stays stopped.
+TEST_F(SupervisorStatsTest, ABootStartsEveryWantedInstanceOnceAndHonoursAStopBeforeItsTurn) {
+  const std::string prog = program("sleep.sh", "#!/bin/sh\nexec sleep 60\n");
+  constexpr int kCount = 10;
+  auto nameOf = [](int i) { return "boot" + std::to_string(i); };
+  for (int i = 0; i < kCount; ++i) ASSERT_TRUE(create(nameOf(i), prog, 0));
+  ASSERT_TRUE(runUntil(
+      [&] {
+        for (int i = 0; i < kCount; ++i)
+          if (sup_->get(nameOf(i)).value().state != State::kRunning) return false;
+        return true;
+      },
+      20s));
+  bool stopped = false;
+  sup_->stopAll([&] { stopped = true; });  // keeps `wanted`, as a daemon shutdown does
+  ASSERT_TRUE(runUntil([&] { return stopped; }, 15s));
+  sup_.reset();
+
+  sup_.emplace(io_, *db_, clock_, options_);
+  ASSERT_TRUE(sup_->load());
+  const std::string last = nameOf(kCount - 1);  // queued behind the first few
+  bool lastStopped = false;
+  sup_->stop(last, [&](Result<InstanceStatus> s) { lastStopped = s && s->state == State::kStopped; });
+  EXPECT_TRUE(lastStopped);
+  ASSERT_TRUE(runUntil(
+      [&] {
+        for (int i = 0; i + 1 < kCount; ++i)
+          if (sup_->get(nameOf(i)).value().state != State::kRunning) return false;
+        return true;
+      },
+      20s));
+  std::set<int> pids;
+  for (int i = 0; i + 1 < kCount; ++i) {
+    const int pid = sup_->get(nameOf(i)).value().pid;
+    EXPECT_EQ(::kill(pid, 0), 0) << pid;
+    pids.insert(pid);
+  }
+  EXPECT_EQ(pids.size(), static_cast<size_t>(kCount - 1));
+  io_.restart();
+  io_.poll();  // nothing left queued would start it now
+  auto still = sup_->get(last).value();
+  EXPECT_EQ(still.state, State::kStopped);
+  EXPECT_EQ(still.pid, 0);
+  EXPECT_FALSE(still.spec.wanted);
 }
 
 TEST_F(SupervisorStatsTest, AMemoryLimitJoinsTheMemoryCgroupAndAnOomKillIsNamed) {
