@@ -286,12 +286,13 @@ Result<int> serve(const Config& config) {
                                          missing->name, missing->detail);
   }
   // Route changes come in bursts (a restart is several state changes):
-  // at most one setRoutes per loop turn, with the state as it is then.
+  // at most one setRoutes per loop turn, with the state as it is then. Only
+  // instances with a route call it (SupervisorOptions::onRoutesChanged).
   std::function<void()> routesChanged;
   options.routeReserved = [&config](const std::string& instance, const std::string& route) {
     return checkStaticConflict(instance, route, config.staticUpstreams);
   };
-  options.onChange = [&] {
+  options.onRoutesChanged = [&] {
     if (routesChanged) routesChanged();
   };
   auto proxy = startProxy(config);
@@ -302,7 +303,7 @@ Result<int> serve(const Config& config) {
   auto publishRoutes = [&] {
     routesPending = false;
     if (!*proxy) return;
-    if (auto s = (*proxy)->setRoutes(routesFor(supervisor.list(), hold, config.staticUpstreams)); !s)
+    if (auto s = (*proxy)->setRoutes(routesFor(supervisor.routeViews(), hold, config.staticUpstreams)); !s)
       spdlog::error("proxy routes: {}", s.error().message);
   };
   routesChanged = [&] {
@@ -312,9 +313,7 @@ Result<int> serve(const Config& config) {
   // On every way out: with nothing left running, the cgroup subtree has no
   // one to re-adopt, so it goes.
   ScopeExit releaseCgroups([&] {
-    const auto all = supervisor.list();
-    const bool anyActive = std::any_of(all.begin(), all.end(), [](const auto& s) { return supervisor::isActive(s.state); });
-    if (anyActive || supervisor.anyProcess()) return;
+    if (supervisor.anyActive() || supervisor.anyProcess()) return;
     logKeeper.quit();  // no program left to write: it writes out what it holds and exits
     (void)os::netpolicy::removeAll(pinName(dataDir));  // BPF pins or nft table, whichever it used
     if (cgroups && cgroups->usable()) (void)cgroups->destroy();

@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
+#include <unordered_map>
 
 #include "proxy/route_table.h"
 
@@ -50,61 +50,59 @@ const Config::StaticUpstream* staticWithKey(const std::string& key, const std::v
   return nullptr;
 }
 
+Error staticConflict(std::string_view instance, std::string_view route, const Config::StaticUpstream& u) {
+  return Error::make(Errc::kConflict, fmt::format("instance {} has route '{}', which is also the route of the "
+                                                  "[[proxy.upstreams]] '{}' at {}",
+                                                  instance, route, u.name, u.where));
+}
+
 }  // namespace
 
 Status checkStaticConflict(std::string_view instance, std::string_view route,
                            const std::vector<Config::StaticUpstream>& statics) {
   const std::string key = routeKey(route);
   if (key.empty()) return {};
-  if (const auto* u = staticWithKey(key, statics))
-    return fail(Errc::kConflict, fmt::format("instance {} has route '{}', which is also the route of the "
-                                             "[[proxy.upstreams]] '{}' at {}",
-                                             instance, route, u->name, u->where));
+  if (const auto* u = staticWithKey(key, statics)) return std::unexpected(staticConflict(instance, route, *u));
   return {};
 }
 
-Status checkStaticConflicts(const std::vector<supervisor::InstanceStatus>& instances,
-                            const std::vector<Config::StaticUpstream>& statics) {
-  for (const auto& s : instances)
-    if (auto st = checkStaticConflict(s.spec.name, s.spec.route, statics); !st) return st;
-  return {};
-}
-
-std::vector<proxy::Route> routesFor(const std::vector<supervisor::InstanceStatus>& instances,
+std::vector<proxy::Route> routesFor(const std::vector<supervisor::RouteView>& instances,
                                     std::chrono::milliseconds hold,
                                     const std::vector<Config::StaticUpstream>& statics) {
   std::vector<proxy::Route> routes;
-  std::vector<std::string> seen;
+  routes.reserve(statics.size() + instances.size());
+  // Route key → the static upstream that has it, or null for an instance.
+  std::unordered_map<std::string, const Config::StaticUpstream*> taken;
+  taken.reserve(statics.size() + instances.size());
   for (const auto& u : statics) {
     routes.push_back(staticRoute(u));
-    seen.push_back(routeKey(u.route));
+    taken.emplace(routeKey(u.route), &u);
   }
   for (const auto& s : instances) {
-    if (s.spec.route.empty()) continue;
-    auto spec = proxy::parseRouteSpec(s.spec.route);
+    if (s.route.empty()) continue;
+    auto spec = proxy::parseRouteSpec(s.route);
     if (!spec) {
-      spdlog::warn("instance {}: route '{}' skipped: {}", s.spec.name, s.spec.route, spec.error().message);
-      continue;
-    }
-    if (auto st = checkStaticConflict(s.spec.name, s.spec.route, statics); !st) {
-      spdlog::error("{}; the instance's route is skipped", st.error().message);
+      spdlog::warn("instance {}: route '{}' skipped: {}", s.name, s.route, spec.error().message);
       continue;
     }
     // Validation keeps routes unique; should two still collide, the proxy
     // would refuse the whole table, so the later one is dropped instead.
-    const std::string key = spec->first + spec->second;
-    if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
-      spdlog::warn("instance {}: route '{}' skipped: another instance has it", s.spec.name, s.spec.route);
+    auto [it, fresh] = taken.try_emplace(spec->first + spec->second, nullptr);
+    if (!fresh && it->second) {
+      spdlog::error("{}; the instance's route is skipped", staticConflict(s.name, s.route, *it->second).message);
       continue;
     }
-    seen.push_back(key);
+    if (!fresh) {
+      spdlog::warn("instance {}: route '{}' skipped: another instance has it", s.name, s.route);
+      continue;
+    }
     proxy::Route r;
-    r.name = s.spec.name;
-    r.host = spec->first;
-    r.pathPrefix = spec->second;
-    r.stripPrefix = s.spec.stripPrefix;
-    r.upstreams.push_back(proxy::Upstream{"127.0.0.1", static_cast<uint16_t>(s.spec.port), healthOf(s.state)});
-    for (const auto& text : s.spec.access) {
+    r.name = s.name;
+    r.host = std::move(spec->first);
+    r.pathPrefix = std::move(spec->second);
+    r.stripPrefix = s.stripPrefix;
+    r.upstreams.push_back(proxy::Upstream{"127.0.0.1", static_cast<uint16_t>(s.port), healthOf(s.state)});
+    for (const auto& text : s.access) {
       if (auto rule = proxy::CidrRule::parse(text)) r.access.push_back(*rule);
     }
     r.holdWhileStarting = hold;

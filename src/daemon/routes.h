@@ -19,16 +19,15 @@ namespace hv::daemon {
 // otherwise down (502). Instances whose route does not parse, or that take a
 // route already taken (by a static upstream or an earlier instance), are
 // skipped with an error in the log (validation refuses them at create).
-std::vector<proxy::Route> routesFor(const std::vector<supervisor::InstanceStatus>& instances,
+// O((instances + statics) · log): it runs on every route-relevant change.
+std::vector<proxy::Route> routesFor(const std::vector<supervisor::RouteView>& instances,
                                     std::chrono::milliseconds hold,
                                     const std::vector<Config::StaticUpstream>& statics = {});
 
-// The first instance whose route is a static upstream's route, as an error
-// naming both ("instance chat has route /api/, also the [[proxy.upstreams]] at
-// FILE:LINE:COL"); ok when none. For the daemon's start and for validation.
-Status checkStaticConflicts(const std::vector<supervisor::InstanceStatus>& instances,
-                           const std::vector<Config::StaticUpstream>& statics);
-// The same for one route spec about to be given to an instance.
+// An error naming both when `route` is a static upstream's route ("instance
+// chat has route '/api/', which is also the route of the [[proxy.upstreams]]
+// 'x' at FILE:LINE:COL"); ok otherwise. Validation at create and update
+// (SupervisorOptions::routeReserved).
 Status checkStaticConflict(std::string_view instance, std::string_view route,
                            const std::vector<Config::StaticUpstream>& statics);
 

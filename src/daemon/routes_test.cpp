@@ -5,11 +5,11 @@
 namespace hv::daemon {
 namespace {
 
-supervisor::InstanceStatus instance(std::string name, std::string route, supervisor::State state, int port) {
-  supervisor::InstanceStatus s;
-  s.spec.name = std::move(name);
-  s.spec.route = std::move(route);
-  s.spec.port = port;
+supervisor::RouteView instance(std::string name, std::string route, supervisor::State state, int port) {
+  supervisor::RouteView s;
+  s.name = std::move(name);
+  s.route = std::move(route);
+  s.port = port;
   s.state = state;
   return s;
 }
@@ -17,9 +17,9 @@ supervisor::InstanceStatus instance(std::string name, std::string route, supervi
 TEST(Routes, EachRoutedInstanceBecomesOneRouteWithItsHealth) {
   using supervisor::State;
   auto chat = instance("chat", "chat.example.com/ws/", State::kRunning, 20001);
-  chat.spec.access = {"allow 10.0.0.0/8", "deny all"};
-  chat.spec.stripPrefix = true;
-  const std::vector<supervisor::InstanceStatus> all = {
+  chat.access = {"allow 10.0.0.0/8", "deny all"};
+  chat.stripPrefix = true;
+  const std::vector<supervisor::RouteView> all = {
       chat, instance("worker", "", State::kRunning, 20002), instance("api", "/api/", State::kBackoff, 20003),
       instance("old", "/old/", State::kStopped, 20004)};
   auto routes = routesFor(all, std::chrono::milliseconds(3000));
@@ -80,18 +80,36 @@ TEST(Routes, StaticUpstreamsComeFirstAndKeepTheirRoute) {
 }
 
 TEST(Routes, AnInstanceOnAStaticRouteIsAConflictNamingBoth) {
-  using supervisor::State;
   const std::vector<Config::StaticUpstream> statics = {staticUpstream("/api/", {"127.0.0.1:9000"})};
-  EXPECT_TRUE(checkStaticConflicts({instance("a", "/app/", State::kRunning, 1)}, statics));
-  auto clash = checkStaticConflicts({instance("a", "/app/", State::kRunning, 1),
-                                     instance("chat", "/api/", State::kStopped, 2)},
-                                    statics);
+  EXPECT_TRUE(checkStaticConflict("a", "/app/", statics));
+  auto clash = checkStaticConflict("chat", "/api/", statics);
   ASSERT_FALSE(clash);
+  EXPECT_EQ(clash.error().code, Errc::kConflict);
   EXPECT_EQ(clash.error().message,
             "instance chat has route '/api/', which is also the route of the [[proxy.upstreams]] "
             "'static-/api/' at hv.toml:7:1");
-  EXPECT_FALSE(checkStaticConflict("x", "/api/", statics));
   EXPECT_TRUE(checkStaticConflict("x", "/api/more/", statics));  // nested prefixes are fine
+  EXPECT_TRUE(checkStaticConflict("x", "", statics));            // no route, no conflict
+}
+
+// The duplicate check is by key (host + path), in one pass: with many
+// instances each later holder of a taken route is dropped, the first kept, and
+// an instance on a static route loses to the static upstream.
+TEST(Routes, ManyInstancesKeepTheFirstHolderOfEachRoute) {
+  using supervisor::State;
+  std::vector<supervisor::RouteView> all;
+  for (int i = 0; i < 200; ++i) all.push_back(instance("i" + std::to_string(i), "/r" + std::to_string(i % 100) + "/",
+                                                        State::kRunning, 20000 + i));
+  all.push_back(instance("onstatic", "/static/", State::kRunning, 1));
+  all.push_back(instance("unrouted", "", State::kRunning, 2));
+  all.push_back(instance("bad", "bad host!/x/", State::kRunning, 3));
+  auto routes = routesFor(all, std::chrono::milliseconds(0), {staticUpstream("/static/", {"127.0.0.1:9000"})});
+  ASSERT_EQ(routes.size(), 101u);
+  EXPECT_EQ(routes[0].origin, proxy::Route::Origin::kStatic);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(routes[1 + i].name, "i" + std::to_string(i));
+    EXPECT_EQ(routes[1 + i].upstreams.at(0).port, 20000 + i);
+  }
 }
 
 }  // namespace

@@ -53,6 +53,10 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path) {
   return db;
 }
 
+Database::Database(sqlite3* db) : db_(db) {}
+
+// sqlite3_close_v2: the prepared statement kept (updateInstance_) is
+// finalized right after, when the member goes; the handle closes then.
 Database::~Database() { sqlite3_close_v2(db_); }
 
 // -1 if the version cannot be read (it always can once open() succeeded).

@@ -235,6 +235,11 @@ TEST_F(DatabaseTest, UpdateToTakenPortIsConflictAndChangesNothing) {
   EXPECT_EQ(s.error().code, Errc::kConflict);
   EXPECT_EQ(s.error().message, "port 20001 is already assigned");
   expectSame(mustFind("b"), b);
+  // The statement is kept between calls: the failure leaves nothing behind.
+  moved.port = 20003;
+  ASSERT_TRUE(db_->updateInstance(moved));
+  expectSame(mustFind("b"), moved);
+  expectSame(mustFind("a"), instance("a", 20001));
 }
 
 TEST_F(DatabaseTest, UpdateInstanceRewritesEveryColumn) {

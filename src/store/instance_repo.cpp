@@ -150,9 +150,16 @@ Status Database::insertInstance(const InstanceRecord& instance) {
 }
 
 Status Database::updateInstance(const InstanceRecord& instance) {
-  auto stmt = Statement::prepare(db_, kUpdate);
-  if (!stmt) return std::unexpected(std::move(stmt.error()));
-  if (auto s = write(*stmt, instance); !s) return s;
+  if (!updateInstance_) {
+    auto stmt = Statement::prepare(db_, kUpdate);
+    if (!stmt) return std::unexpected(std::move(stmt.error()));
+    updateInstance_ = std::make_unique<Statement>(std::move(*stmt));
+  }
+  Statement& stmt = *updateInstance_;
+  stmt.reset();
+  Status written = write(stmt, instance);
+  stmt.reset();  // holds nothing between calls
+  if (!written) return written;
   if (sqlite3_changes(db_) == 0) {
     return fail(Errc::kNotFound, "no instance named '" + instance.name + "'");
   }

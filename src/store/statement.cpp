@@ -68,6 +68,12 @@ Status Statement::run() {
   return {};
 }
 
+void Statement::reset() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+  lastCode_ = SQLITE_OK;
+}
+
 int64_t Statement::columnInt(int index) const { return sqlite3_column_int64(stmt_, index); }
 
 std::string Statement::columnText(int index) const {

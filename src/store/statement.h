@@ -36,6 +36,9 @@ class Statement {
   Result<bool> step();
   // Steps a statement that returns no rows (INSERT, UPDATE, DELETE).
   Status run();
+  // Back to before its first step, bindings and lastCode() cleared: a
+  // statement prepared once can be run again.
+  void reset();
 
   // The extended result code of the last failed bind or step (SQLITE_OK if
   // none), e.g. SQLITE_CONSTRAINT_UNIQUE, so callers can name the conflict.

@@ -38,7 +38,9 @@ class SpawnPool {
  public:
   struct Job {
     os::SpawnRequest request;
-    std::optional<os::MountPlan> mounts;  // request.mounts points here when set
+    // request.mounts points here when set; shared with the supervisor's
+    // per-account cache (read-only once built).
+    std::shared_ptr<const os::MountPlan> mounts;
     std::function<void(Result<os::Child>&)> done;  // takes the child (its pidfd) out
   };
 

@@ -89,8 +89,8 @@ void Supervisor::readStats(const Instance& inst) const {
   inst.statsAt = now;
 }
 
-void Supervisor::notifyChanged() const {
-  if (options_.onChange) options_.onChange();
+void Supervisor::notifyRoutes(bool routed) const {
+  if (routed && options_.onRoutesChanged) options_.onRoutesChanged();
 }
 
 Status Supervisor::persist(const store::InstanceRecord& spec) { return db_.updateInstance(spec); }
@@ -143,6 +143,16 @@ std::vector<InstanceStatus> Supervisor::list() const {
   return out;
 }
 
+std::vector<RouteView> Supervisor::routeViews() const {
+  std::vector<RouteView> out;
+  for (const auto& [name, inst] : instances_) {
+    const store::InstanceRecord& spec = inst->spec;
+    if (!spec.route.empty())
+      out.push_back(RouteView{spec.name, spec.route, spec.port, spec.stripPrefix, spec.access, inst->state});
+  }
+  return out;
+}
+
 void Supervisor::forEachStatus(const std::function<void(const InstanceStatus&)>& fn) const {
   InstanceStatus s;
   for (const auto& [name, inst] : instances_) {
@@ -162,7 +172,7 @@ void Supervisor::setState(Instance& inst, State state, std::string reason) {
   inst.state = state;
   inst.reason = std::move(reason);
   notifyWaiters(inst);
-  if (changed) notifyChanged();
+  if (changed) notifyRoutes(!inst.spec.route.empty());
 }
 
 void Supervisor::notifyWaiters(Instance& inst) {
@@ -172,6 +182,9 @@ void Supervisor::notifyWaiters(Instance& inst) {
     if (met) ready.push_back(std::move(w));
     return met;
   });
+  // Every state change passes here: a snapshot (cgroup and BPF reads) only
+  // for someone waiting.
+  if (ready.empty()) return;
   const InstanceStatus status = snapshot(inst);
   for (auto& w : ready) {
     if (w->timer) w->timer->cancel();
@@ -247,7 +260,7 @@ Result<InstanceStatus> Supervisor::create(store::InstanceRecord spec, bool start
   instances_.emplace(inst.spec.name, std::move(owned));
   spdlog::info("instance {}: created for account {} on port {}", inst.spec.name,
                inst.spec.account, inst.spec.port);
-  notifyChanged();
+  notifyRoutes(!inst.spec.route.empty());
   if (start) spawnNow(inst);
   return snapshot(inst);
 }
@@ -275,8 +288,9 @@ Result<InstanceStatus> Supervisor::update(
     return std::unexpected(s.error());
   if (auto s = checkRouteFree(next); !s) return std::unexpected(s.error());
   if (auto s = persist(next); !s) return std::unexpected(s.error());
+  const bool hadRoute = !inst->spec.route.empty();
   inst->spec = std::move(next);
-  notifyChanged();
+  notifyRoutes(hadRoute || !inst->spec.route.empty());
   return snapshot(*inst);
 }
 
@@ -293,12 +307,17 @@ void Supervisor::remove(const std::string& name, std::function<void(Status)> don
       if (auto s = options_.cgroups->removeInstance(name); !s) spdlog::warn("instance {}: {}", name, s.error().message);
     }
     auto waiters = std::move(inst->waiters);
+    const bool hadRoute = !inst->spec.route.empty();
     instances_.erase(name);
     for (auto& w : waiters) w->done(std::unexpected(notFoundError(name)));
     spdlog::info("instance {}: deleted", name);
-    notifyChanged();
+    notifyRoutes(hadRoute);
     done({});
   });
+}
+
+bool Supervisor::anyActive() const {
+  return std::any_of(instances_.begin(), instances_.end(), [](const auto& kv) { return isActive(kv.second->state); });
 }
 
 bool Supervisor::anyProcess() const {

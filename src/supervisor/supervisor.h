@@ -10,6 +10,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -61,9 +62,22 @@ struct SupervisorOptions {
   // Routes the daemon serves by other means (static upstreams): an instance
   // route this refuses (kConflict, naming both) is refused at create and update.
   std::function<Status(const std::string& instance, const std::string& route)> routeReserved;
-  // Called (on the control thread) after any instance is created, changed,
-  // deleted or changes state: the daemon updates the proxy's routes from it.
-  std::function<void()> onChange;
+  // Called (on the control thread) after an instance with a route (before or
+  // after the change) is created, changed, deleted or changes state: the
+  // daemon updates the proxy's routes from it (routeViews()). Instances
+  // without a route never call it: a mass start of those publishes nothing.
+  std::function<void()> onRoutesChanged;
+};
+
+// What the proxy's route table needs of one instance with a route: no stats,
+// no syscalls, so republishing it on every change stays cheap.
+struct RouteView {
+  std::string name;
+  std::string route;
+  int port = 0;
+  bool stripPrefix = false;
+  std::vector<std::string> access;
+  State state = State::kStopped;
 };
 
 // A snapshot of one instance, for the API.
@@ -120,12 +134,16 @@ class Supervisor {
   // list of copies (the list RPC: 1,000 specs copied, then freed, cost ~1 MB
   // of heap and a malloc/free per string). fn must not keep the reference.
   void forEachStatus(const std::function<void(const InstanceStatus&)>& fn) const;
+  // The instances that have a route, in name order (for the proxy's routes).
+  std::vector<RouteView> routeViews() const;
   size_t countOf(const std::string& account) const;
   size_t size() const { return instances_.size(); }
   const LogFiles& logs() const { return logs_; }
   bool has(const std::string& name) const { return instances_.contains(name); }
   // A program of ours is alive (running, starting or stopping).
   bool anyProcess() const;
+  // Some instance is in an active state (isActive), with or without a process.
+  bool anyActive() const;
 
  private:
   struct Instance;
@@ -138,7 +156,8 @@ class Supervisor {
   // Overwrites every field of `s` (assignment reuses its strings' buffers).
   void snapshotInto(const Instance& inst, InstanceStatus& s) const;
   Status persist(const store::InstanceRecord& spec);
-  void notifyChanged() const;
+  // onRoutesChanged, if the instance had or has a route.
+  void notifyRoutes(bool routed) const;
   Status checkRouteFree(const store::InstanceRecord& spec) const;
   void setState(Instance& inst, State state, std::string reason);
   void notifyWaiters(Instance& inst);
@@ -146,9 +165,13 @@ class Supervisor {
 
   // Lifecycle (supervisor_lifecycle.cpp).
   bool adopt(Instance& inst);  // false if its last process is gone
+  // Hands the next of load()'s starts to the pool, a few at a time.
+  void startQueued();
   // Prepares the run and hands it to spawner_ (or, `here`, spawns it on this
-  // thread); onSpawned() takes the outcome.
-  void spawnNow(Instance& inst, bool here = false);
+  // thread); onSpawned() takes the outcome. `logExit` (a crash restart) logs
+  // the exit that led here: called once, right after the new process is
+  // exec'd or handed to the pool, or before a failure is logged.
+  void spawnNow(Instance& inst, bool here = false, const std::function<void()>& logExit = {});
   void onSpawned(const std::string& name, uint64_t run, const store::AccountRecord& account,
                  Result<os::Child>& child);
   void watchExit(Instance& inst);
@@ -160,9 +183,15 @@ class Supervisor {
   // (and removed): a leftover child can never hold the port on restart.
   void reapCgroup(Instance& inst, std::function<void(Instance&)> then);
   void readStats(const Instance& inst) const;
+  // The private-mount plan for a run of `account`'s: built (~35 stat and
+  // readlink calls) at most every kMountPlanMaxAge per account, and again at
+  // once when the accounts' homes change or a spawn failed mounting.
+  Result<std::shared_ptr<const os::MountPlan>> mountPlanFor(const store::AccountRecord& account);
   // Network policy of a run: set before its spawn, cleared when it ends.
   Status policeRun(Instance& inst, const store::AccountRecord& account);
   void unpoliceRun(Instance& inst);
+  // The same for an earlier run's cgroup id (its counts go to blockedBefore).
+  void unpoliceNetId(Instance& inst, uint64_t netId);
   void stopInstance(Instance& inst, Done done);
   void beginStop(Instance& inst);
   void signalGroup(Instance& inst, int sig);
@@ -178,6 +207,15 @@ class Supervisor {
   uid_t daemonUid_;
   uint64_t nextRun_ = 1;
   std::map<std::string, std::unique_ptr<Instance>> instances_;
+  std::deque<std::string> bootQueue_;  // load()'s starts not yet handed over
+  size_t bootInFlight_ = 0;
+  struct CachedMountPlan {
+    std::string home;
+    std::vector<std::string> hidePaths;  // with the other accounts' homes
+    std::shared_ptr<const os::MountPlan> plan;
+    Clock::TimePoint builtAt;
+  };
+  std::map<std::string, CachedMountPlan> mountPlans_;  // by account
   std::unique_ptr<class SpawnPool> spawner_;  // last: its workers stop before the rest goes
 };
 

@@ -27,6 +27,7 @@ struct Supervisor::Instance {
   uint64_t run = 0;  // id of the current process; stale pidfd callbacks compare it
   int pid = 0;
   bool spawning = false;  // a SpawnPool job for `run` is in flight: no pid yet
+  bool bootStart = false;  // that job is one of load()'s (Supervisor::bootInFlight_)
   std::unique_ptr<boost::asio::posix::stream_descriptor> pidfd;
   bool ownChild = false;  // false when adopted from an earlier daemon: no exit status
   boost::asio::steady_timer timer;  // start_secs, backoff or stop grace; one at a time

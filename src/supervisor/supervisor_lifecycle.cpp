@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <random>
@@ -67,14 +68,32 @@ Status Supervisor::load() {
     inst.spec = std::move(row);
     instances_.emplace(inst.spec.name, std::move(owned));
     if (inst.spec.lastPid > 0 && adopt(inst)) continue;
-    // At boot on this thread, one after the other: through the pool, a
-    // thousand prepared runs (each holding its cgroup's descriptors until its
-    // spawn) made every clone and exec walk a bigger descriptor table, and the
-    // cold start of 1000 was measured slower (5.9 s against 4.3 s).
-    if (inst.spec.wanted && inst.spec.autostart) spawnNow(inst, true);
+    if (inst.spec.wanted && inst.spec.autostart) bootQueue_.push_back(inst.spec.name);
   }
-  spdlog::info("loaded {} instances", instances_.size());
+  spdlog::info("loaded {} instances, {} to start", instances_.size(), bootQueue_.size());
+  startQueued();
   return {};
+}
+
+// Boot starts go through the pool (the control thread prepares the next
+// runs while the workers clone and exec on both cores), but at most
+// kBootInFlight prepared at a time: with all 1000 prepared ahead (each holding
+// its cgroup's descriptors until its spawn) every clone and exec walked a
+// bigger descriptor table, and the cold start was measured slower (5.9 s
+// against 4.3 s one by one on this thread).
+void Supervisor::startQueued() {
+  constexpr size_t kBootInFlight = 4;
+  while (bootInFlight_ < kBootInFlight && !bootQueue_.empty()) {
+    Instance* inst = find(bootQueue_.front());
+    bootQueue_.pop_front();
+    // Started, stopped or removed by a request meanwhile: nothing to do.
+    if (!inst || inst->state != State::kStopped || !inst->spec.wanted) continue;
+    spawnNow(*inst);
+    if (inst->spawning) {
+      inst->bootStart = true;
+      ++bootInFlight_;
+    }
+  }
 }
 
 bool Supervisor::adopt(Instance& inst) {
@@ -128,16 +147,17 @@ Status Supervisor::policeRun(Instance& inst, const store::AccountRecord& account
   return {};
 }
 
-void Supervisor::unpoliceRun(Instance& inst) {
-  if (inst.netId == 0 || !options_.netPolicy) return;
-  if (auto counts = options_.netPolicy->blocked(inst.netId)) {
+void Supervisor::unpoliceRun(Instance& inst) { unpoliceNetId(inst, std::exchange(inst.netId, 0)); }
+
+void Supervisor::unpoliceNetId(Instance& inst, uint64_t netId) {
+  if (netId == 0 || !options_.netPolicy) return;
+  if (auto counts = options_.netPolicy->blocked(netId)) {
     inst.blockedBefore.bind += counts->bind;
     inst.blockedBefore.connect += counts->connect;
     inst.blockedBefore.sendmsg += counts->sendmsg;
     inst.blockedBefore.ingress += counts->ingress;
   }
-  options_.netPolicy->unpolice(inst.netId);
-  inst.netId = 0;
+  options_.netPolicy->unpolice(netId);
 }
 
 Result<InstanceStatus> Supervisor::start(const std::string& name) {
@@ -168,12 +188,13 @@ Result<InstanceStatus> Supervisor::start(const std::string& name) {
   return snapshot(*inst);
 }
 
-void Supervisor::spawnNow(Instance& inst, bool here) {
+void Supervisor::spawnNow(Instance& inst, bool here, const std::function<void()>& logExit) {
   ++inst.timerGen;
   inst.timer.cancel();
   inst.lastOutput.clear();
   const std::string& name = inst.spec.name;
   auto failStart = [&](const Error& e) {
+    if (logExit) logExit();
     const std::string reason = e.message.starts_with("spawn failed") ? e.message : "cannot start: " + e.message;
     logs_.appendEvent(name, reason);
     spdlog::warn("instance {}: {}", name, reason);
@@ -194,22 +215,10 @@ void Supervisor::spawnNow(Instance& inst, bool here) {
   req.rlimitNofile = (*account)->maxOpenFiles;
   req.seccomp = options_.seccomp;
   if (options_.privateMounts) {
-    os::MountOptions view;
-    view.home = (*account)->home;
-    view.hideOtherHomes = true;
-    view.hidePaths = options_.hidePaths;
-    // Other accounts' homes, wherever they are (not only under /home).
-    if (auto all = db_.listAccounts()) {
-      for (const auto& other : *all) {
-        const std::string& h = other.home;
-        const bool ownOrAbove = h == view.home || view.home.starts_with(h + "/") || h == "/";
-        if (!ownOrAbove && !h.empty()) view.hidePaths.push_back(h);
-      }
-    }
-    auto plan = os::buildMountPlan(view);
+    auto plan = mountPlanFor(**account);
     if (!plan) return failStart(plan.error().context("plan its private mounts"));
     job->mounts = std::move(*plan);
-    req.mounts = &*job->mounts;
+    req.mounts = job->mounts.get();
   }
   // The output pipe stays open while the job is in flight: the keeper
   // client releases it only when the instance is removed, which waits for a
@@ -248,13 +257,47 @@ void Supervisor::spawnNow(Instance& inst, bool here) {
     // a core) and would queue it behind a boot's worth of starts.
     if (inst.state != State::kRunning && inst.state != State::kStarting) setState(inst, State::kStarting, "");
     Result<os::Child> child = os::spawn(job->request);
+    if (logExit) logExit();
     return onSpawned(name, inst.run, **account, child);
   }
   job->done = [this, name, run = inst.run, account = **account](Result<os::Child>& child) {
     onSpawned(name, run, account, child);
   };
   spawner_->submit(std::move(job));
+  if (logExit) logExit();
   if (inst.state != State::kStarting) setState(inst, State::kStarting, "");
+}
+
+Result<std::shared_ptr<const os::MountPlan>> Supervisor::mountPlanFor(const store::AccountRecord& account) {
+  // A plan reflects the file system when it was built (a path missing then
+  // is skipped): kept briefly, so a burst of starts (boot, a mass create, a
+  // crash loop) builds it once, while a later start sees today's tree.
+  static constexpr auto kMountPlanMaxAge = std::chrono::seconds(2);
+  os::MountOptions view;
+  view.home = account.home;
+  view.hideOtherHomes = true;
+  view.hidePaths = options_.hidePaths;
+  // Other accounts' homes, wherever they are (not only under /home).
+  if (auto all = db_.listAccounts()) {
+    for (const auto& other : *all) {
+      const std::string& h = other.home;
+      const bool ownOrAbove = h == view.home || view.home.starts_with(h + "/") || h == "/";
+      if (!ownOrAbove && !h.empty()) view.hidePaths.push_back(h);
+    }
+  }
+  CachedMountPlan& cached = mountPlans_[account.name];
+  const auto now = clock_.now();
+  if (cached.plan && now - cached.builtAt < kMountPlanMaxAge && cached.home == view.home &&
+      cached.hidePaths == view.hidePaths)
+    return cached.plan;
+  auto plan = os::buildMountPlan(view);
+  if (!plan) {
+    mountPlans_.erase(account.name);
+    return std::unexpected(plan.error());
+  }
+  cached = CachedMountPlan{view.home, std::move(view.hidePaths),
+                           std::make_shared<const os::MountPlan>(std::move(*plan)), now};
+  return cached.plan;
 }
 
 void Supervisor::onSpawned(const std::string& name, uint64_t run, const store::AccountRecord& account,
@@ -269,11 +312,17 @@ void Supervisor::onSpawned(const std::string& name, uint64_t run, const store::A
   }
   Instance& inst = *found;
   inst.spawning = false;
+  if (std::exchange(inst.bootStart, false)) {
+    --bootInFlight_;
+    // Posted: the next boot start is prepared after this outcome is taken.
+    asio::post(io_, [this] { startQueued(); });
+  }
   if (!child) {
     unpoliceRun(inst);
     if (inst.cgroup) (void)inst.cgroup->remove();
     inst.cgroup.reset();
     Error e = child.error();
+    if (e.step == "mount") mountPlans_.erase(account.name);  // a path changed: plan the next start afresh
     e.message = fmt::format("spawn failed at {}: {}", e.step, e.message);
     const ExitInfo failed{false, 127, Millis(-1)};
     if (inst.state == State::kStopping) {  // stopped meanwhile: it simply did not start
@@ -372,7 +421,9 @@ void Supervisor::onExit(const std::string& name, uint64_t run) {
     if (status) exit = ExitInfo{(*status)->signaled, (*status)->code, Millis(0)};
   }
   exit.uptime = std::chrono::duration_cast<Millis>(clock_.now() - inst.startedAt);
-  if (inst.cgroup) {
+  // Only a memory limit can OOM-kill a run (its cgroup has no memory
+  // controller otherwise): no stats read on other exits.
+  if (inst.cgroup && inst.spec.memoryBytes > 0) {
     auto stats = inst.cgroup->stats();
     exit.outOfMemory = stats && stats->oomKills.value_or(0) > 0;
   }
@@ -398,29 +449,37 @@ void Supervisor::onExit(const std::string& name, uint64_t run) {
 
 void Supervisor::reapCgroup(Instance& inst, std::function<void(Instance&)> then) {
   if (!inst.cgroup) return then(inst);
-  if (!inst.cgroup->isEmpty()) (void)inst.cgroup->killAll();
   auto waiter = std::make_shared<EmptyWaiter>(io_);
-  waiter->isEmpty = [this, name = inst.spec.name, run = inst.run] {
+  waiter->isEmpty = [this, name = inst.spec.name, run = inst.run, killed = false]() mutable {
     const Instance* i = find(name);
-    return !i || i->run != run || !i->cgroup || i->cgroup->isEmpty();
+    if (!i || i->run != run || !i->cgroup || i->cgroup->isEmpty()) return true;
+    if (!std::exchange(killed, true)) (void)i->cgroup->killAll();  // leftovers: once, then wait
+    return false;
   };
   waiter->done = [this, name = inst.spec.name, run = inst.run, then = std::move(then)](bool empty) {
     Instance* i = find(name);
     if (!i || i->run != run || !i->cgroup) return;
     if (!empty) spdlog::error("instance {}: processes in {} survived SIGKILL for 5 s", name, i->cgroup->path());
-    unpoliceRun(*i);
-    std::optional<os::RunCgroup> old = std::exchange(i->cgroup, std::nullopt);
-    auto removeOld = [&] {
-      if (auto s = old->remove(); !s) spdlog::warn("instance {}: {}", name, s.error().message);
-    };
-    // Removing a cgroup directory can take milliseconds (seen: 3 ms). A
-    // crashed program restarts inside then(): remove the old run after that.
-    // Not when stopping: then() may delete the instance, whose cgroup
-    // directory must be empty by then.
+    // Removing a cgroup directory can take milliseconds (seen: 3 ms), and
+    // the network policy's entries are a few BPF calls: a crashed program
+    // restarts inside then(), so the old run is let go after that. Not when
+    // stopping: then() may delete the instance, whose cgroup directory must
+    // be empty by then.
     const bool later = empty && i->state != State::kStopping;
-    if (empty && !later) removeOld();
+    if (!later) {
+      unpoliceRun(*i);
+      if (empty) {
+        if (auto s = i->cgroup->remove(); !s) spdlog::warn("instance {}: {}", name, s.error().message);
+      }
+      i->cgroup.reset();
+      return then(*i);
+    }
+    std::optional<os::RunCgroup> old = std::exchange(i->cgroup, std::nullopt);
+    const uint64_t oldNetId = std::exchange(i->netId, 0);
     then(*i);
-    if (later) removeOld();
+    if (Instance* after = find(name)) unpoliceNetId(*after, oldNetId);
+    else if (options_.netPolicy && oldNetId != 0) options_.netPolicy->unpolice(oldNetId);
+    if (auto s = old->remove(); !s) spdlog::warn("instance {}: {}", name, s.error().message);
   };
   waiter->check(Millis(1));
 }
@@ -428,8 +487,11 @@ void Supervisor::reapCgroup(Instance& inst, std::function<void(Instance&)> then)
 void Supervisor::handleExit(Instance& inst, const ExitInfo& exit) {
   const std::string& name = inst.spec.name;
   // Its last words first (they may still be in the pipe), then ours.
-  if (options_.output) options_.output->flush(name);
+  auto lastWords = [this, name] {
+    if (options_.output) options_.output->flush(name);
+  };
   if (inst.state == State::kStopping) {
+    lastWords();
     ++inst.timerGen;
     inst.timer.cancel();
     logs_.appendEvent(name, "stopped: " + describeExit(exit));
@@ -445,8 +507,23 @@ void Supervisor::handleExit(Instance& inst, const ExitInfo& exit) {
   params.startSecs = Millis(inst.spec.startSecs * 1000);
   const Decision d = decide(params, exit, inst.quickFailures, jitter());
   inst.quickFailures = d.quickFailures;
-  logs_.appendEvent(name, d.reason);
-  spdlog::info("instance {}: {}", name, d.reason);
+  auto logExit = [this, name, reason = d.reason, lastWords] {
+    lastWords();
+    logs_.appendEvent(name, reason);
+    spdlog::info("instance {}: {}", name, reason);
+  };
+  if (d.action == Action::kRestart && d.delay.count() == 0) {
+    ++inst.spec.restarts;
+    inst.reason = d.reason;
+    // The crash path: the flush is a round trip to the keeper process (a
+    // wait for it to be scheduled), and our lines are file writes, so the
+    // new process is exec'd first and spawnNow logs the exit right after,
+    // before any line of the new run. The old run's output is in the pipe
+    // ahead of anything the new one writes, so its last words still come
+    // before our line (the new run's first words may too).
+    return spawnNow(inst, false, logExit);
+  }
+  logExit();
   switch (d.action) {
     case Action::kExited:
     case Action::kFatal:
@@ -456,7 +533,6 @@ void Supervisor::handleExit(Instance& inst, const ExitInfo& exit) {
     case Action::kRestart:
       ++inst.spec.restarts;
       inst.reason = d.reason;
-      if (d.delay.count() == 0) return spawnNow(inst);
       setState(inst, State::kBackoff, d.reason);
       armTimer(inst, d.delay, [this](Instance& i) {
         if (i.state == State::kBackoff) spawnNow(i);

@@ -60,6 +60,8 @@ class SupervisorStatsTest : public ::testing::Test {
     Status kept = keeper_->start();
     ASSERT_TRUE(kept) << kept.error().message;
     options.output = &*keeper_;
+    options.onRoutesChanged = [this] { ++routeCalls_; };
+    options_ = options;
     sup_.emplace(io_, *db_, clock_, std::move(options));
     Status loaded = sup_->load();
     ASSERT_TRUE(loaded) << loaded.error().message;
@@ -149,6 +151,8 @@ class SupervisorStatsTest : public ::testing::Test {
   std::unique_ptr<store::Database> db_;
   std::optional<logkeeper::Client> keeper_;
   std::optional<Supervisor> sup_;
+  SupervisorOptions options_;  // what sup_ was made with
+  int routeCalls_ = 0;  // onRoutesChanged
 };
 
 TEST_F(SupervisorStatsTest, ARunWithoutLimitsShowsCpuAndRssWithoutAMemoryCgroup) {
@@ -225,6 +229,146 @@ TEST_F(SupervisorStatsTest, ForEachStatusMatchesListAndLeavesNothingOfThePreviou
   EXPECT_FALSE(stopped.rssBytes);
   EXPECT_FALSE(stopped.lastExit);
   EXPECT_EQ(stopped.output.writtenBytes, 0u);
+}
+
+// Route publication is cheap and selective: instances without a route never
+// call onRoutesChanged (a mass start of them republishes nothing), a routed
+// one does on create and on each state change, and routeViews() holds only
+// the routed ones, with their current state.
+TEST_F(SupervisorStatsTest, OnlyInstancesWithARouteAskForARoutePublication) {
+  const std::string prog = program("sleep.sh", "#!/bin/sh\nexec sleep 60\n");
+  ASSERT_TRUE(create("plain", prog, 0));
+  ASSERT_TRUE(runUntil([&] { return sup_->get("plain").value().state == State::kRunning; }, 15s));
+  EXPECT_EQ(routeCalls_, 0);
+  EXPECT_TRUE(sup_->routeViews().empty());
+
+  store::InstanceRecord spec;
+  spec.name = "web";
+  spec.account = "default";
+  spec.command = prog;
+  spec.route = "/web/";
+  spec.stripPrefix = true;
+  spec.access = {"deny all"};
+  spec.startSecs = 0;
+  auto web = sup_->create(spec, true);
+  ASSERT_TRUE(web) << web.error().message;
+  ASSERT_TRUE(runUntil([&] { return sup_->get("web").value().state == State::kRunning; }, 15s));
+  EXPECT_GE(routeCalls_, 2);  // created, then running (starting too, with the pool)
+  auto views = sup_->routeViews();
+  ASSERT_EQ(views.size(), 1u);
+  EXPECT_EQ(views[0].name, "web");
+  EXPECT_EQ(views[0].route, "/web/");
+  EXPECT_EQ(views[0].port, web->spec.port);
+  EXPECT_TRUE(views[0].stripPrefix);
+  EXPECT_EQ(views[0].access, std::vector<std::string>{"deny all"});
+  EXPECT_EQ(views[0].state, State::kRunning);
+
+  const int before = routeCalls_;
+  bool stopped = false;
+  sup_->stop("plain", [&](Result<InstanceStatus>) { stopped = true; });
+  ASSERT_TRUE(runUntil([&] { return stopped; }, 15s));
+  EXPECT_EQ(routeCalls_, before);
+  EXPECT_TRUE(sup_->anyActive());
+  stopped = false;
+  sup_->stop("web", [&](Result<InstanceStatus>) { stopped = true; });
+  ASSERT_TRUE(runUntil([&] { return stopped; }, 15s));
+  EXPECT_GT(routeCalls_, before);
+  EXPECT_EQ(sup_->routeViews().at(0).state, State::kStopped);
+  EXPECT_FALSE(sup_->anyActive());
+}
+
+// A crash restart execs the new process before the daemon writes its lines
+// (the keeper flush and the event log are off that path), yet the log reads
+// in order: the program's last words, then our exit line, then the new run's
+// "started" line.
+TEST_F(SupervisorStatsTest, ACrashRestartLogsTheLastWordsBeforeTheExitLineAndThatBeforeTheNewStart) {
+  const std::string marker = dir_ + "/second-run";
+  const std::string prog = program("once.sh", "#!/bin/sh\n"
+                                              "if [ -e " + marker + " ]; then exec sleep 60; fi\n"
+                                              "touch " + marker + "\n"
+                                              "echo first-run-last-words\n"
+                                              "exit 3\n");
+  store::InstanceRecord spec;
+  spec.name = "crashy";
+  spec.account = "default";
+  spec.command = prog;
+  spec.restart = store::RestartMode::kAlways;
+  spec.startSecs = 0;
+  ASSERT_TRUE(sup_->create(spec, true));
+  const std::string log = sup_->logs().pathOf("crashy");
+  auto text = [&] {
+    std::ifstream in(log);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  auto countOf = [](const std::string& hay, const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + 1)) ++n;
+    return n;
+  };
+  ASSERT_TRUE(runUntil(
+      [&] {
+        auto s = sup_->get("crashy");
+        return s && s->state == State::kRunning && s->restarts == 1 && s->pid > 0 &&
+               countOf(text(), "started pid") == 2;
+      },
+      15s))
+      << text();
+  const std::string all = text();
+  const size_t words = all.find("first-run-last-words");
+  const size_t exitLine = all.find("exited with code 3; restarting");
+  const size_t secondStart = all.find("started pid", all.find("started pid") + 1);
+  ASSERT_NE(words, std::string::npos) << all;
+  ASSERT_NE(exitLine, std::string::npos) << all;
+  EXPECT_LT(words, exitLine) << all;
+  EXPECT_LT(exitLine, secondStart) << all;
+  EXPECT_EQ(::kill(sup_->get("crashy").value().pid, 0), 0);
+}
+
+// A boot (load) starts every wanted instance through the pool, a few at a
+// time; one stopped by a request before its turn stays stopped.
+TEST_F(SupervisorStatsTest, ABootStartsEveryWantedInstanceOnceAndHonoursAStopBeforeItsTurn) {
+  const std::string prog = program("sleep.sh", "#!/bin/sh\nexec sleep 60\n");
+  constexpr int kCount = 10;
+  auto nameOf = [](int i) { return "boot" + std::to_string(i); };
+  for (int i = 0; i < kCount; ++i) ASSERT_TRUE(create(nameOf(i), prog, 0));
+  ASSERT_TRUE(runUntil(
+      [&] {
+        for (int i = 0; i < kCount; ++i)
+          if (sup_->get(nameOf(i)).value().state != State::kRunning) return false;
+        return true;
+      },
+      20s));
+  bool stopped = false;
+  sup_->stopAll([&] { stopped = true; });  // keeps `wanted`, as a daemon shutdown does
+  ASSERT_TRUE(runUntil([&] { return stopped; }, 15s));
+  sup_.reset();
+
+  sup_.emplace(io_, *db_, clock_, options_);
+  ASSERT_TRUE(sup_->load());
+  const std::string last = nameOf(kCount - 1);  // queued behind the first few
+  bool lastStopped = false;
+  sup_->stop(last, [&](Result<InstanceStatus> s) { lastStopped = s && s->state == State::kStopped; });
+  EXPECT_TRUE(lastStopped);
+  ASSERT_TRUE(runUntil(
+      [&] {
+        for (int i = 0; i + 1 < kCount; ++i)
+          if (sup_->get(nameOf(i)).value().state != State::kRunning) return false;
+        return true;
+      },
+      20s));
+  std::set<int> pids;
+  for (int i = 0; i + 1 < kCount; ++i) {
+    const int pid = sup_->get(nameOf(i)).value().pid;
+    EXPECT_EQ(::kill(pid, 0), 0) << pid;
+    pids.insert(pid);
+  }
+  EXPECT_EQ(pids.size(), static_cast<size_t>(kCount - 1));
+  io_.restart();
+  io_.poll();  // nothing left queued would start it now
+  auto still = sup_->get(last).value();
+  EXPECT_EQ(still.state, State::kStopped);
+  EXPECT_EQ(still.pid, 0);
+  EXPECT_FALSE(still.spec.wanted);
 }
 
 TEST_F(SupervisorStatsTest, AMemoryLimitJoinsTheMemoryCgroupAndAnOomKillIsNamed) {
