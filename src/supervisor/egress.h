@@ -62,6 +62,9 @@ class Egress {
   // The run is over: its rules and counters go.
   void unpolice(uint64_t key);
   Result<os::netpolicy::BlockedCounts> blocked(uint64_t key) const { return enforcer_->blocked(key); }
+  Result<std::unordered_map<uint64_t, os::netpolicy::BlockedCounts>> blockedAll() const {
+    return enforcer_->blockedAll();
+  }
 
   std::vector<EgressName> names() const;
 

@@ -44,7 +44,7 @@ InstanceStatus Supervisor::snapshot(const Instance& inst) const {
   return s;
 }
 
-void Supervisor::snapshotInto(const Instance& inst, InstanceStatus& s) const {
+void Supervisor::snapshotInto(const Instance& inst, InstanceStatus& s, const BlockedMap* allBlocked) const {
   s.spec = inst.spec;
   s.state = inst.state;
   s.pid = inst.pid;
@@ -62,7 +62,14 @@ void Supervisor::snapshotInto(const Instance& inst, InstanceStatus& s) const {
     const auto& all = options_.output->stats();
     if (auto it = all.find(inst.spec.name); it != all.end()) s.output = it->second;
   }
-  if (inst.netId != 0 && options_.netPolicy) {
+  if (inst.netId != 0 && allBlocked != nullptr) {
+    if (auto it = allBlocked->find(inst.netId); it != allBlocked->end()) {
+      s.blocked.bind += it->second.bind;
+      s.blocked.connect += it->second.connect;
+      s.blocked.sendmsg += it->second.sendmsg;
+      s.blocked.ingress += it->second.ingress;
+    }
+  } else if (inst.netId != 0 && options_.netPolicy) {
     if (auto now = options_.netPolicy->blocked(inst.netId)) {
       s.blocked.bind += now->bind;
       s.blocked.connect += now->connect;
@@ -139,7 +146,7 @@ Result<InstanceStatus> Supervisor::get(const std::string& name) const {
 std::vector<InstanceStatus> Supervisor::list() const {
   std::vector<InstanceStatus> out;
   out.reserve(instances_.size());
-  for (const auto& [name, inst] : instances_) out.push_back(snapshot(*inst));
+  forEachStatus([&](const InstanceStatus& s) { out.push_back(s); });
   return out;
 }
 
@@ -154,9 +161,15 @@ std::vector<RouteView> Supervisor::routeViews() const {
 }
 
 void Supervisor::forEachStatus(const std::function<void(const InstanceStatus&)>& fn) const {
+  // The network-policy counters of every run in one read (a BPF batch
+  // lookup, or one nft listing) instead of one per instance.
+  std::optional<BlockedMap> all;
+  if (options_.netPolicy) {
+    if (auto read = options_.netPolicy->blockedAll()) all = std::move(*read);
+  }
   InstanceStatus s;
   for (const auto& [name, inst] : instances_) {
-    snapshotInto(*inst, s);
+    snapshotInto(*inst, s, all ? &*all : nullptr);
     fn(s);
   }
 }

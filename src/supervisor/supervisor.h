@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "base/clock.h"
@@ -154,7 +155,10 @@ class Supervisor {
                                                       const std::string& except) const;
   InstanceStatus snapshot(const Instance& inst) const;
   // Overwrites every field of `s` (assignment reuses its strings' buffers).
-  void snapshotInto(const Instance& inst, InstanceStatus& s) const;
+  // `allBlocked`: every run's network-policy counters read at once (a list);
+  // null: this run's are read on their own.
+  using BlockedMap = std::unordered_map<uint64_t, os::netpolicy::BlockedCounts>;
+  void snapshotInto(const Instance& inst, InstanceStatus& s, const BlockedMap* allBlocked = nullptr) const;
   Status persist(const store::InstanceRecord& spec);
   // onRoutesChanged, if the instance had or has a route.
   void notifyRoutes(bool routed) const;

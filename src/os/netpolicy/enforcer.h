@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "base/result.h"
@@ -71,6 +72,12 @@ class Enforcer {
   virtual Status retainOnly(std::span<const uint64_t> keep) = 0;
   // Blocked attempts since set() first ran for this run; zeros if none.
   virtual Result<BlockedCounts> blocked(uint64_t key) const = 0;
+  // Every policed run's counters in one read (a list of N instances asks
+  // once, not N times; runs missing from it have zeros). kUnavailable where
+  // a mechanism cannot: ask blocked() per run then.
+  virtual Result<std::unordered_map<uint64_t, BlockedCounts>> blockedAll() const {
+    return fail(Errc::kUnavailable, "no batch read of blocked counters");
+  }
 };
 
 // Removes everything both mechanisms left in the kernel under `name` (BPF

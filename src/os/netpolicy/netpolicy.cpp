@@ -161,4 +161,33 @@ Result<BlockedCounts> NetPolicy::blocked(uint64_t cgroupId) const {
   return BlockedCounts{value.bind, value.connect, value.sendmsg, value.ingress};
 }
 
+// BPF_MAP_LOOKUP_BATCH (Linux 5.6): a few syscalls for the whole map instead
+// of one lookup per instance. The batch position of a hash map is a bucket
+// index; ENOENT says the last batch was returned.
+Result<std::unordered_map<uint64_t, BlockedCounts>> NetPolicy::blockedAllBatched(uint32_t batch) const {
+  std::unordered_map<uint64_t, BlockedCounts> out;
+  if (!usable()) return out;
+  batch = std::max(batch, 1u);
+  std::vector<uint64_t> keys(batch);
+  std::vector<hv_blocked> values(batch);
+  uint64_t position = 0, next = 0;  // wider than the 4-byte bucket index the kernel uses
+  for (bool first = true;; first = false) {
+    uint32_t count = batch;
+    const int rc = bpf_map_lookup_batch(blockedFd_, first ? nullptr : &position, &next, keys.data(), values.data(),
+                                        &count, nullptr);
+    const int err = rc < 0 ? errno : 0;
+    if (rc < 0 && err != ENOENT) {
+      if (err == EINVAL || err == ENOTSUP || err == EOPNOTSUPP)
+        return fail(Errc::kUnavailable, "this kernel has no batch read of BPF maps");
+      return failErrno("read blocked counters", err);
+    }
+    for (uint32_t i = 0; i < count; ++i) {
+      const hv_blocked& v = values[i];
+      out[keys[i]] = BlockedCounts{v.bind, v.connect, v.sendmsg, v.ingress};
+    }
+    if (err == ENOENT) return out;
+    position = next;
+  }
+}
+
 }  // namespace hv::os::netpolicy

@@ -94,6 +94,9 @@ class NetPolicy final : public Enforcer {
   Result<std::vector<uint64_t>> policed() const;
   // Blocked attempts since set() first ran for this cgroup; zeros if none.
   Result<BlockedCounts> blocked(uint64_t cgroupId) const override;
+  Result<std::unordered_map<uint64_t, BlockedCounts>> blockedAll() const override { return blockedAllBatched(256); }
+  // BPF_MAP_LOOKUP_BATCH, `batch` entries per syscall (tests use small ones).
+  Result<std::unordered_map<uint64_t, BlockedCounts>> blockedAllBatched(uint32_t batch) const;
 
   const std::string& pinDir() const { return pinDir_; }
 

@@ -127,6 +127,31 @@ TEST_F(NetPolicyTest, ConnectsOnlyToTheAllowlistAndItsOwnPort) {
   EXPECT_EQ(counts(id).connect, static_cast<uint64_t>(std::count(want.begin(), want.end(), "EPERM")));
 }
 
+// A list of every instance reads all counters at once, in batches: the same
+// numbers as one lookup per run, wherever the batches split.
+TEST_F(NetPolicyTest, BatchReadSeesEveryRunsCounters) {
+  testing::Listener unlisted = listenOn("127.0.0.1");
+  std::vector<RunCgroup> runs;
+  std::vector<uint64_t> ids;
+  for (const char* name : {"a", "b", "c"}) {
+    runs.push_back(newRun(name));
+    ids.push_back(idOf(runs.back()));
+    set(ids.back(), {freePort(), {}});
+    std::vector<std::string> ops;
+    for (size_t j = 0; j < runs.size(); ++j) ops.insert(ops.end(), {"tcp", "127.0.0.1", str(unlisted.port)});
+    EXPECT_EQ(attack(runs.back(), ops), std::vector<std::string>(runs.size(), "EPERM"));
+  }
+  for (uint32_t batch : {1u, 2u, 256u}) {
+    auto all = policy_->blockedAllBatched(batch);
+    ASSERT_TRUE(all) << all.error().message;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      ASSERT_TRUE(all->contains(ids[i])) << "batch " << batch << ", run " << i;
+      EXPECT_EQ(all->at(ids[i]).connect, i + 1) << "batch " << batch;
+      EXPECT_EQ(all->at(ids[i]), counts(ids[i])) << "batch " << batch;
+    }
+  }
+}
+
 TEST_F(NetPolicyTest, WideEntriesDoNotOpenLoopback) {
   testing::Listener local = listenOn("127.0.0.1");
   RunCgroup run = newRun();

@@ -577,6 +577,23 @@ Result<BlockedCounts> NftPolicy::blocked(uint64_t key) const {
   return BlockedCounts{0, get("-connect"), get("-sendmsg"), get("-ingress")};
 }
 
+Result<std::unordered_map<uint64_t, BlockedCounts>> NftPolicy::blockedAll() const {
+  std::lock_guard lock(mutex_);
+  std::unordered_map<uint64_t, BlockedCounts> out;
+  if (!usable_ || groupOf_.empty()) return out;
+  Result<std::string> text = list("list counters table inet " + table_);
+  if (!text) return std::unexpected(text.error());
+  const nft::Listing l = nft::parseListing(*text);
+  for (const auto& [key, group] : groupOf_) {
+    auto get = [&](const char* suffix) {
+      auto c = l.counters.find(group + suffix);
+      return c == l.counters.end() ? uint64_t{0} : c->second;
+    };
+    out[key] = BlockedCounts{0, get("-connect"), get("-sendmsg"), get("-ingress")};
+  }
+  return out;
+}
+
 std::vector<uint64_t> NftPolicy::policed() const {
   std::lock_guard lock(mutex_);
   std::vector<uint64_t> keys;

@@ -113,6 +113,7 @@ class NftPolicy final : public Enforcer {
   Status clear(uint64_t key) override;
   Status retainOnly(std::span<const uint64_t> keep) override;
   Result<BlockedCounts> blocked(uint64_t key) const override;
+  Result<std::unordered_map<uint64_t, BlockedCounts>> blockedAll() const override;  // one counter listing
 
   bool perRun() const { return perRun_; }
   const std::string& table() const { return table_; }

@@ -194,6 +194,11 @@ TEST_F(NftPolicyTest, SurvivesARestartThenRetainOnlyDropsTheGone) {
   set(k, {freePort(), {entry("127.0.0.1", l.port)}});  // re-set: counters kept, rule replaced
   EXPECT_EQ(attack(kept, {"tcp", "127.0.0.1", str(l.port)}), lines({"OK"}));
   EXPECT_EQ(counts(k.cgroupId).connect, 2u);
+  auto all = policy_->blockedAll();  // every run's counters from one listing: the same numbers
+  ASSERT_TRUE(all) << all.error().message;
+  EXPECT_EQ(all->size(), 2u);
+  EXPECT_EQ(all->at(k.cgroupId), counts(k.cgroupId));
+  EXPECT_EQ(all->at(g.cgroupId), counts(g.cgroupId));
   const uint64_t keep[] = {k.cgroupId};
   ASSERT_TRUE(policy_->retainOnly(keep));
   EXPECT_EQ(policy_->policed(), (std::vector<uint64_t>{k.cgroupId}));
