@@ -63,19 +63,9 @@ void Supervisor::snapshotInto(const Instance& inst, InstanceStatus& s, const Blo
     if (auto it = all.find(inst.spec.name); it != all.end()) s.output = it->second;
   }
   if (inst.netId != 0 && allBlocked != nullptr) {
-    if (auto it = allBlocked->find(inst.netId); it != allBlocked->end()) {
-      s.blocked.bind += it->second.bind;
-      s.blocked.connect += it->second.connect;
-      s.blocked.sendmsg += it->second.sendmsg;
-      s.blocked.ingress += it->second.ingress;
-    }
+    if (auto it = allBlocked->find(inst.netId); it != allBlocked->end()) s.blocked += it->second;
   } else if (inst.netId != 0 && options_.netPolicy) {
-    if (auto now = options_.netPolicy->blocked(inst.netId)) {
-      s.blocked.bind += now->bind;
-      s.blocked.connect += now->connect;
-      s.blocked.sendmsg += now->sendmsg;
-      s.blocked.ingress += now->ingress;
-    }
+    if (auto now = options_.netPolicy->blocked(inst.netId)) s.blocked += *now;
   }
   if (inst.cgroup) {
     readStats(inst);

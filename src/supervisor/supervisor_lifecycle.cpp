@@ -151,12 +151,7 @@ void Supervisor::unpoliceRun(Instance& inst) { unpoliceNetId(inst, std::exchange
 
 void Supervisor::unpoliceNetId(Instance& inst, uint64_t netId) {
   if (netId == 0 || !options_.netPolicy) return;
-  if (auto counts = options_.netPolicy->blocked(netId)) {
-    inst.blockedBefore.bind += counts->bind;
-    inst.blockedBefore.connect += counts->connect;
-    inst.blockedBefore.sendmsg += counts->sendmsg;
-    inst.blockedBefore.ingress += counts->ingress;
-  }
+  if (auto counts = options_.netPolicy->blocked(netId)) inst.blockedBefore += *counts;
   options_.netPolicy->unpolice(netId);
 }
 

@@ -33,6 +33,13 @@ struct BlockedCounts {
   uint64_t sendmsg = 0;  // UDP sends to a peer not listed
   uint64_t ingress = 0;  // packets dropped: unassigned listener, unlisted UDP peer
   uint64_t total() const { return bind + connect + sendmsg + ingress; }
+  BlockedCounts& operator+=(const BlockedCounts& o) {
+    bind += o.bind;
+    connect += o.connect;
+    sendmsg += o.sendmsg;
+    ingress += o.ingress;
+    return *this;
+  }
   bool operator==(const BlockedCounts&) const = default;
 };
 
