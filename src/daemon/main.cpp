@@ -9,6 +9,7 @@
 #include "daemon/config.h"
 #include "daemon/resident.h"
 #include "logkeeper/keeper.h"
+#include "os/spawn.h"
 
 namespace {
 
@@ -29,6 +30,10 @@ void addServe(CLI::App& app, GlobalOptions& global, int* exitCode) {
   opt("--port-range", flags->portRange, "ports to assign, LO-HI (default 20000-29999)");
   opt("--log-level", flags->logLevel, "trace, debug, info, warn, error");
   cmd->callback([=, &global] {
+    // First, while the numbers above 2 are still free: one block for each
+    // spawn-pool worker and the control thread, and spares.
+    if (auto s = hv::os::reserveSpawnSlots(8); !s)
+      std::cerr << "hostvisor: warning: " << s.error().message << " (spawns copy the descriptor table)\n";
     if (!global.dataDir.empty()) flags->dataDir = global.dataDir;
     auto config = hv::daemon::loadConfig(
         configPath->empty() ? std::nullopt : std::optional<std::string>(*configPath), *flags);

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <iterator>
 #include <memory>
+#include <mutex>
 #include <string_view>
 
 #include "os/mount_ns.h"
@@ -43,6 +44,11 @@ struct CloneArgs {
 };
 static_assert(sizeof(CloneArgs) == 88, "clone_args VER2 is 88 bytes");
 constexpr uint64_t kCloneIntoCgroup = 0x200000000ULL;  // CLONE_INTO_CGROUP, Linux 5.7
+
+// Descriptor numbers one spawn binds what its child needs to (SlotLease):
+// three stdio sources, the error pipe, up to four cgroup.procs files.
+constexpr unsigned kSlotsPerBlock = 8;
+constexpr int kMaxJoinSlots = 4;
 
 // What the child reports through the error pipe before _exit(127).
 enum class Step : int {
@@ -77,6 +83,11 @@ struct ChildPlan {
   uint64_t signalsToReset = ~uint64_t{0};  // bit n-1: signal n
   const MountPlan* mounts = nullptr;
   const SeccompProgram* seccomp = nullptr;
+  // Set when the child shares the parent's descriptor table (CLONE_FILES,
+  // see SlotLease): every descriptor above is in [slotFirst, slotFirst +
+  // kSlotsPerBlock), and the reserved numbers end at slotEnd.
+  int slotFirst = -1;
+  int slotEnd = 0;
 };
 
 // ---- child side: between clone and exec. Only system calls, no allocation,
@@ -163,7 +174,27 @@ void joinCgroups(const ChildPlan& plan) {
   }
 }
 
+// A child cloned with CLONE_FILES first takes a table of its own holding only
+// the numbers below slotEnd — close_range(2) with CLOSE_RANGE_UNSHARE copies
+// no descriptor above the range it closes — then closes every one of those
+// that is not this spawn's: the daemon's first few and the other spawners'
+// slots. So neither clone3 copies nor execve closes the thousands of pidfds
+// and pipes a daemon with a thousand instances holds (perf: the
+// close-on-exec walk alone was ~6 % of a cold start's CPU). Should the kernel
+// refuse (older than 5.9), unshare(CLONE_FILES) copies the whole table and
+// markInheritedCloexec() below closes the rest at execve, as without slots.
+void takeOwnFdTable(const ChildPlan& plan) {
+  if (plan.slotFirst < 0) return;
+  const auto first = static_cast<unsigned>(plan.slotFirst), end = static_cast<unsigned>(plan.slotEnd);
+  if (::syscall(SYS_close_range, end, ~0u, CLOSE_RANGE_UNSHARE) < 0 && ::unshare(CLONE_FILES) < 0) {
+    childFail(plan.errorFd, Step::kDup2, errno);  // nothing changed in the shared table
+  }
+  if (first > 3) ::syscall(SYS_close_range, 3u, first - 1, 0);
+  if (first + kSlotsPerBlock < end) ::syscall(SYS_close_range, first + kSlotsPerBlock, end - 1, 0);
+}
+
 [[noreturn]] void runChild(const ChildPlan& plan) {
+  takeOwnFdTable(plan);
   joinCgroups(plan);
   int failedOp = 0, err = 0;  // mounting needs root: before the drop (mount_namespaces(7))
   if (plan.mounts != nullptr && (err = plan.mounts->apply(&failedOp)) != 0) {
@@ -344,6 +375,102 @@ Result<pid_t> cloneWith(uint64_t extra, int* pidfd, int cgroupFd, const ChildFn&
 
 void runChildEntry(void* plan) { runChild(*static_cast<const ChildPlan*>(plan)); }
 
+// The numbers reserveSpawnSlots() set aside: blocks of kSlotsPerBlock
+// contiguous descriptors, each holding a copy of /dev/null while idle. Nothing
+// else ever lands on them (they are open), so a child sharing the table can
+// drop everything else by number.
+struct SlotTable {
+  std::mutex mutex;
+  int base = -1;  // -1: none reserved; spawn copies the table
+  int blocks = 0;
+  uint64_t busy = 0;  // bit b: block b is lent out (or broken, never freed)
+  UniqueFd idle;      // /dev/null, what an idle slot holds
+};
+
+SlotTable& slotTable() {
+  static SlotTable table;
+  return table;
+}
+
+int dupInto(int from, int slot) {
+  int r;
+  do {
+    r = ::dup3(from, slot, O_CLOEXEC);
+  } while (r < 0 && (errno == EINTR || errno == EBUSY));  // EBUSY: a racing open(2), dup2(2)
+  return r;
+}
+
+// One spawn's block: binds the plan's descriptors into it for a
+// CLONE_FILES clone and puts /dev/null back afterwards, so the slots hold no
+// reference to the child's pipes (the error pipe must reach EOF). Empty
+// (no CLONE_FILES) when nothing was reserved, all blocks are lent, or the
+// plan needs more slots than a block has.
+class SlotLease {
+ public:
+  SlotLease(const ChildPlan& plan, ChildPlan& bound) {
+    if (plan.joinCount > kMaxJoinSlots) return;
+    SlotTable& table = slotTable();
+    {
+      std::lock_guard lock(table.mutex);
+      if (table.base < 0) return;
+      for (int b = 0; b < table.blocks; ++b) {
+        if ((table.busy >> b & 1) != 0) continue;
+        table.busy |= uint64_t{1} << b;
+        block_ = b;
+        break;
+      }
+      if (block_ < 0) return;
+      first_ = table.base + block_ * static_cast<int>(kSlotsPerBlock);
+      bound = plan;
+      bound.slotFirst = first_;
+      bound.slotEnd = table.base + table.blocks * static_cast<int>(kSlotsPerBlock);
+    }
+    bool ok = true;
+    for (int i = 0; i < 3 && ok; ++i) ok = bind(plan.stdio[i], i, bound.stdio[i]);
+    ok = ok && bind(plan.errorFd, 3, bound.errorFd);
+    for (int i = 0; i < plan.joinCount && ok; ++i) ok = bind(plan.joinFds[i], 4 + i, joins_[i]);
+    bound.joinFds = joins_;
+    if (!ok) {
+      release();
+      bound = plan;
+    }
+  }
+  ~SlotLease() { release(); }
+  SlotLease(const SlotLease&) = delete;
+  SlotLease& operator=(const SlotLease&) = delete;
+
+  explicit operator bool() const { return block_ >= 0; }
+
+ private:
+  bool bind(int fd, int index, int& boundFd) {
+    const int slot = first_ + index;
+    if (dupInto(fd, slot) < 0) return false;
+    used_ |= 1u << index;
+    boundFd = slot;
+    return true;
+  }
+
+  void release() {
+    if (block_ < 0) return;
+    SlotTable& table = slotTable();
+    bool restored = true;
+    for (unsigned i = 0; i < kSlotsPerBlock; ++i) {
+      if ((used_ >> i & 1) != 0) restored = dupInto(table.idle.get(), first_ + static_cast<int>(i)) >= 0 && restored;
+    }
+    std::lock_guard lock(table.mutex);
+    // A slot that could not be reset keeps the block out of use: closing it
+    // instead would free the number for any open(2), whose descriptor a
+    // later spawn's dup3 would then silently replace.
+    if (restored) table.busy &= ~(uint64_t{1} << block_);
+    block_ = -1;
+  }
+
+  int block_ = -1;
+  int first_ = -1;
+  unsigned used_ = 0;
+  int joins_[kMaxJoinSlots] = {-1, -1, -1, -1};
+};
+
 // posix_spawn's way (glibc spawni.c): CLONE_VM|CLONE_VFORK, so the kernel
 // neither copies the daemon's page tables nor has either side take
 // copy-on-write faults, and this thread sleeps until the child has exec'd
@@ -351,16 +478,24 @@ void runChildEntry(void* plan) { runChild(*static_cast<const ChildPlan*>(plan));
 // anyway). Safe because the child only reads the plan and makes system
 // calls (see runChild) and every signal stays blocked until it resets
 // them. 64 KiB of stack: runChild's deepest frame is a few hundred bytes.
+// With a SlotLease the child also shares the descriptor table (CLONE_FILES)
+// until its first system call takes its own (takeOwnFdTable); the vfork
+// keeps this thread from resetting the slots before that.
 Result<pid_t> cloneAndRun(const ChildPlan& plan, int* pidfd, int cgroupFd) {
   constexpr size_t kStackSize = 64 * 1024;
   auto stack = std::make_unique<unsigned char[]>(kStackSize);  // 16-byte aligned
-  CloneArgs args = cloneArgs(CLONE_VM | CLONE_VFORK | (plan.mounts != nullptr ? CLONE_NEWNS : 0), pidfd, cgroupFd);
+  ChildPlan bound;
+  SlotLease lease(plan, bound);
+  const ChildPlan& run = lease ? bound : plan;
+  const uint64_t flags =
+      CLONE_VM | CLONE_VFORK | (lease ? CLONE_FILES : 0) | (plan.mounts != nullptr ? CLONE_NEWNS : 0);
+  CloneArgs args = cloneArgs(flags, pidfd, cgroupFd);
   args.stack = reinterpret_cast<uint64_t>(stack.get());
   args.stackSize = kStackSize;
   sigset_t all, old;
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
-  long ret = clone3OnStack(&args, runChildEntry, const_cast<ChildPlan*>(&plan));
+  long ret = clone3OnStack(&args, runChildEntry, const_cast<ChildPlan*>(&run));
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (ret < 0) return failErrno("clone3", static_cast<int>(-ret));
   return static_cast<pid_t>(ret);
@@ -497,6 +632,35 @@ Result<Child> spawn(const SpawnRequest& req) {
   writeEnd.reset();  // else our own copy would keep the pipe from reaching EOF
   if (auto ok = awaitExec(req, readEnd.get(), pidfd.get()); !ok) return std::unexpected(ok.error());
   return Child{*pid, std::move(pidfd), entry};
+}
+
+Status reserveSpawnSlots(int blocks) {
+  if (blocks < 1 || blocks > 64) return fail(Errc::kInvalidArgument, "spawn slots: 1 to 64 blocks");
+  SlotTable& table = slotTable();
+  std::lock_guard lock(table.mutex);
+  if (table.base >= 0) return {};
+#if defined(__x86_64__)
+  UniqueFd idle(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!idle) return failErrno("open /dev/null", errno);
+  if (auto ok = keepAboveStdio(idle); !ok) return ok;
+  // The lowest free run of blocks × kSlotsPerBlock numbers above 2: F_DUPFD
+  // gives the lowest free number at or above its argument, so a run that
+  // meets a taken number starts over behind it.
+  const int want = blocks * static_cast<int>(kSlotsPerBlock);
+  std::vector<UniqueFd> run;
+  while (static_cast<int>(run.size()) < want) {
+    const int from = run.empty() ? 3 : run.back().get() + 1;
+    UniqueFd fd(::fcntl(idle.get(), F_DUPFD_CLOEXEC, from));
+    if (!fd) return failErrno("reserve spawn slots", errno);
+    if (!run.empty() && fd.get() != from) run.clear();
+    run.push_back(std::move(fd));
+  }
+  table.base = run.front().get();
+  table.blocks = blocks;
+  for (auto& fd : run) (void)fd.release();  // held for the life of the process
+  table.idle = std::move(idle);
+#endif
+  return {};
 }
 
 Result<std::array<int, 2>> runInChild(ProbeFn fn, const void* arg, bool newMountNs) {

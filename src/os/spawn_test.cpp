@@ -312,5 +312,111 @@ TEST(Spawn, SwappedStdioFdsAreNotClobbered) {
   EXPECT_EQ(onTwo, "out\n");
 }
 
+// ---- with reserved slots: the child shares the descriptor table until its
+// first system call (reserveSpawnSlots, CLONE_FILES). Each test is its own
+// process under ctest, so the reservation never leaks into the tests above.
+
+// Which of 3..400 are open in the program (dash opens none of its own here).
+const char* kListFds =
+    "n=3; while [ $n -le 400 ]; do [ -e /proc/self/fd/$n ] && printf '%s ' $n; n=$((n+1)); done; echo end";
+
+// How many of this process's descriptors are `fd`'s pipe.
+int descriptorsOnPipeOf(int fd) {
+  struct stat want {};
+  if (::fstat(fd, &want) != 0) return -1;
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    struct stat st {};
+    if (::stat(entry.path().c_str(), &st) == 0 && st.st_ino == want.st_ino && st.st_dev == want.st_dev) ++count;
+  }
+  return count;
+}
+
+TEST(SpawnWithSlots, OnlyStdioReachesTheProgram) {
+  UniqueFd devNull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(devNull);
+  // Below the slots and above them, without O_CLOEXEC (like an Asio socket).
+  UniqueFd below(::fcntl(devNull.get(), F_DUPFD, 3));
+  ASSERT_TRUE(reserveSpawnSlots(2));
+  UniqueFd above(::fcntl(devNull.get(), F_DUPFD, 300));
+  UniqueFd aboveCloexec(::fcntl(devNull.get(), F_DUPFD_CLOEXEC, 301));
+  ASSERT_TRUE(below && above && aboveCloexec);
+  auto outcome = runCapturing(shell(kListFds));
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->out, "end\n");
+}
+
+TEST(SpawnWithSlots, TheParentKeepsNoCopyOfTheChildsPipes) {
+  ASSERT_TRUE(reserveSpawnSlots(1));
+  Pipe out = makePipe();
+  SpawnRequest req = shell("echo hi");
+  req.stdoutFd = out.write.get();
+  Result<Child> child = spawn(req);
+  ASSERT_TRUE(child) << child.error().message;
+  ChildReaper reaper(child->pidfd.get());
+  EXPECT_EQ(descriptorsOnPipeOf(out.read.get()), 2);  // ours: read and write, no slot
+  out.write.reset();
+  EXPECT_EQ(readAll(out.read.get()), "hi\n");  // EOF: the child's end closed at its exit
+  EXPECT_TRUE(waitExit(child->pidfd.get()));
+}
+
+TEST(SpawnWithSlots, StdioAtOneAndTwoAndSwapped) {
+  ASSERT_TRUE(reserveSpawnSlots(1));
+  auto [onOne, onTwo] = spawnWithStdioAt(1, 2);
+  EXPECT_EQ(onOne, "out\n");
+  EXPECT_EQ(onTwo, "err\n");
+  auto [swappedOne, swappedTwo] = spawnWithStdioAt(2, 1);
+  EXPECT_EQ(swappedOne, "err\n");
+  EXPECT_EQ(swappedTwo, "out\n");
+}
+
+TEST(SpawnWithSlots, AFailedExecIsReportedThroughTheSlot) {
+  ASSERT_TRUE(reserveSpawnSlots(1));
+  SpawnRequest req;
+  req.path = "/nonexistent/hv-test-program";
+  req.argv = {"x"};
+  Result<Child> child = spawn(req);
+  ASSERT_FALSE(child);
+  EXPECT_EQ(child.error().step, "exec");
+  EXPECT_EQ(child.error().sysErrno, ENOENT);
+}
+
+// Four threads, two blocks: some spawns share the table, the others find
+// every block lent and copy it. Either way each child sees only its stdio,
+// never a pipe another thread bound into its block a moment before.
+TEST(SpawnWithSlots, ConcurrentSpawnersSeeNoneOfEachOthersDescriptors) {
+  ASSERT_TRUE(reserveSpawnSlots(2));
+  std::atomic<int> good{0};
+  std::atomic<int> leaked{0};
+  auto worker = [&](int n) {
+    for (int i = 0; i < 10; ++i) {
+      SpawnRequest req = shell(std::string(kListFds) + "; exit " + std::to_string(n));
+      if (::geteuid() == 0) req.uid = req.gid = 65534;
+      auto outcome = runCapturing(req);
+      if (!outcome || outcome->status.signaled || outcome->status.code != n) continue;
+      if (outcome->out == "end\n") ++good;
+      else ++leaked;
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int n = 1; n <= 4; ++n) threads.emplace_back(worker, n);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(leaked.load(), 0);
+  EXPECT_EQ(good.load(), 40);
+}
+
+TEST(SpawnWithSlots, ReservingTwiceKeepsTheFirstAndBadCountsAreRefused) {
+  EXPECT_FALSE(reserveSpawnSlots(0));
+  EXPECT_FALSE(reserveSpawnSlots(65));
+  ASSERT_TRUE(reserveSpawnSlots(1));
+  const int next = ::fcntl(0, F_DUPFD_CLOEXEC, 3);
+  ASSERT_GE(next, 0);
+  EXPECT_TRUE(reserveSpawnSlots(4));
+  const int after = ::fcntl(0, F_DUPFD_CLOEXEC, 3);
+  EXPECT_EQ(after, next + 1);  // the second call took no numbers
+  ::close(next);
+  ::close(after);
+}
+
 }  // namespace
 }  // namespace hv::os
