@@ -103,7 +103,7 @@ TEST(Spawn, ReadsStdinAndLetsStdoutAndStderrShareOneFd) {
   EXPECT_EQ(outcome->out, "ping\nerr\n");
 }
 
-TEST(Spawn, MissingExecutableFailsAtExecWithEnoent) {
+void expectMissingExecutableFailsAtExec() {
   SpawnRequest req;
   req.path = "/nonexistent/hv_no_such_program";
   req.argv = {"x"};
@@ -114,6 +114,8 @@ TEST(Spawn, MissingExecutableFailsAtExecWithEnoent) {
   EXPECT_EQ(child.error().code, Errc::kInvalidArgument);
   EXPECT_EQ(child.error().message, "exec /nonexistent/hv_no_such_program failed: No such file or directory");
 }
+
+TEST(Spawn, MissingExecutableFailsAtExecWithEnoent) { expectMissingExecutableFailsAtExec(); }
 
 TEST(Spawn, NonExecutableFileFailsAtExecWithEacces) {
   TempDir dir;
@@ -372,13 +374,7 @@ TEST(SpawnWithSlots, StdioAtOneAndTwoAndSwapped) {
 
 TEST(SpawnWithSlots, AFailedExecIsReportedThroughTheSlot) {
   ASSERT_TRUE(reserveSpawnSlots(1));
-  SpawnRequest req;
-  req.path = "/nonexistent/hv-test-program";
-  req.argv = {"x"};
-  Result<Child> child = spawn(req);
-  ASSERT_FALSE(child);
-  EXPECT_EQ(child.error().step, "exec");
-  EXPECT_EQ(child.error().sysErrno, ENOENT);
+  expectMissingExecutableFailsAtExec();
 }
 
 // Four threads, two blocks: some spawns share the table, the others find
