@@ -404,14 +404,14 @@ TEST(SpawnWithSlots, ConcurrentSpawnersSeeNoneOfEachOthersDescriptors) {
 TEST(SpawnWithSlots, ReservingTwiceKeepsTheFirstAndBadCountsAreRefused) {
   EXPECT_FALSE(reserveSpawnSlots(0));
   EXPECT_FALSE(reserveSpawnSlots(65));
+  UniqueFd devNull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(devNull);
   ASSERT_TRUE(reserveSpawnSlots(1));
-  const int next = ::fcntl(0, F_DUPFD_CLOEXEC, 3);
-  ASSERT_GE(next, 0);
+  UniqueFd next(::fcntl(devNull.get(), F_DUPFD_CLOEXEC, 3));
+  ASSERT_TRUE(next);
   EXPECT_TRUE(reserveSpawnSlots(4));
-  const int after = ::fcntl(0, F_DUPFD_CLOEXEC, 3);
-  EXPECT_EQ(after, next + 1);  // the second call took no numbers
-  ::close(next);
-  ::close(after);
+  UniqueFd after(::fcntl(devNull.get(), F_DUPFD_CLOEXEC, 3));
+  EXPECT_EQ(after.get(), next.get() + 1);  // the second call took no numbers
 }
 
 }  // namespace
