@@ -49,10 +49,12 @@ constexpr uint64_t kCloneIntoCgroup = 0x200000000ULL;  // CLONE_INTO_CGROUP, Lin
 // three stdio sources, the error pipe, up to four cgroup.procs files.
 constexpr unsigned kSlotsPerBlock = 8;
 constexpr int kMaxJoinSlots = 4;
+static_assert(3 + 1 + kMaxJoinSlots == kSlotsPerBlock);
 
 // What the child reports through the error pipe before _exit(127).
 enum class Step : int {
-  kCgroup = 1, kSetsid, kDup2, kSetgroups, kSetgid, kSetuid, kSetrlimit, kPrctl, kChdir, kExec, kMount, kSeccomp
+  kCgroup = 1, kSetsid, kDup2, kSetgroups, kSetgid, kSetuid, kSetrlimit, kPrctl, kChdir, kExec, kMount, kSeccomp,
+  kUnshare
 };
 struct ChildFailure {
   int step = 0;
@@ -187,7 +189,7 @@ void takeOwnFdTable(const ChildPlan& plan) {
   if (plan.slotFirst < 0) return;
   const auto first = static_cast<unsigned>(plan.slotFirst), end = static_cast<unsigned>(plan.slotEnd);
   if (::syscall(SYS_close_range, end, ~0u, CLOSE_RANGE_UNSHARE) < 0 && ::unshare(CLONE_FILES) < 0) {
-    childFail(plan.errorFd, Step::kDup2, errno);  // nothing changed in the shared table
+    childFail(plan.errorFd, Step::kUnshare, errno);  // nothing changed in the shared table
   }
   if (first > 3) ::syscall(SYS_close_range, 3u, first - 1, 0);
   if (first + kSlotsPerBlock < end) ::syscall(SYS_close_range, first + kSlotsPerBlock, end - 1, 0);
@@ -259,8 +261,8 @@ Status keepAboveStdio(UniqueFd& fd) {
 
 // Indexed by Step; 0 is what an unknown report is called.
 constexpr const char* kStepNames[] = {"child",  "cgroup", "setsid", "dup2", "setgroups", "setgid", "setuid",
-                                      "setrlimit", "prctl", "chdir", "exec", "mount", "seccomp"};
-static_assert(std::size(kStepNames) == static_cast<size_t>(Step::kSeccomp) + 1);
+                                      "setrlimit", "prctl", "chdir", "exec", "mount", "seccomp", "unshare"};
+static_assert(std::size(kStepNames) == static_cast<size_t>(Step::kUnshare) + 1);
 
 std::string_view stepName(Step step) {
   auto index = static_cast<size_t>(step);

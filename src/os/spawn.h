@@ -79,7 +79,7 @@ struct Child {
 
 // On failure, Error.step names the step ("pipe", "clone3", "cgroup", "mount",
 // "dup2", "chdir", "setsid", "setgroups", "setgid", "setuid", "prctl",
-// "setrlimit", "seccomp", "exec") and Error.sysErrno its errno; the message
+// "setrlimit", "seccomp", "exec", "unshare": a descriptor table of its own) and Error.sysErrno its errno; the message
 // reads e.g. "exec /home/a/srv.sh failed: Permission denied" or "mount
 // read-only bind of /usr failed: ...". Code kInvalidArgument when exec or
 // chdir fail with ENOENT/EACCES/ENOEXEC/ENOTDIR (a bad path in the request),
