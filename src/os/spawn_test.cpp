@@ -348,6 +348,23 @@ TEST(SpawnWithSlots, OnlyStdioReachesTheProgram) {
   EXPECT_EQ(outcome->out, "end\n");
 }
 
+// The child's table is the kernel's copy of only the reserved numbers: with the
+// parent's table grown past 1,000 by one descriptor, a copied table would be
+// sized for it (FDSize in /proc/PID/status, which execve does not shrink),
+// one taken with CLOSE_RANGE_UNSHARE below the slots' end keeps the default 64.
+TEST(SpawnWithSlots, TheChildDoesNotCopyTheParentsWholeTable) {
+  ASSERT_TRUE(reserveSpawnSlots(2));
+  UniqueFd devNull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  UniqueFd high(::fcntl(devNull.get(), F_DUPFD_CLOEXEC, 1000));
+  ASSERT_TRUE(devNull && high);
+  SpawnRequest req;
+  req.path = "/bin/grep";
+  req.argv = {"grep", "^FDSize:", "/proc/self/status"};
+  auto outcome = runCapturing(req);
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->out, "FDSize:\t64\n");
+}
+
 TEST(SpawnWithSlots, TheParentKeepsNoCopyOfTheChildsPipes) {
   ASSERT_TRUE(reserveSpawnSlots(1));
   Pipe out = makePipe();
