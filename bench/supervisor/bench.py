@@ -19,10 +19,10 @@ import queue
 import re
 import select
 import shutil
-import struct
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
