@@ -1,6 +1,7 @@
 #include "os/mount_ns.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -169,7 +170,10 @@ class MountPlanBuilder {
 
  private:
   void add(Kind kind, std::string path, std::string data = {}, unsigned long flags = 0) {
-    plan_.ops_.push_back(Op{kind, std::move(path), std::move(data), flags});
+    struct stat st {};
+    const bool exists = ::lstat(path.c_str(), &st) == 0;
+    plan_.ops_.push_back(Op{kind, std::move(path), std::move(data), flags, exists ? static_cast<uint64_t>(st.st_dev) : 0,
+                            exists ? static_cast<uint64_t>(st.st_ino) : 0});
   }
 
   // homesRoot_ (when hiding homes and it exists) and home_ (when it lies
@@ -232,6 +236,35 @@ class MountPlanBuilder {
 };
 
 Result<MountPlan> buildMountPlan(const MountOptions& options) { return MountPlanBuilder(options).build(); }
+
+Result<MountNamespace> MountNamespace::make(MountPlan plan) {
+  UniqueFd fd;
+  auto outcome = runInNewMountNs(&probeChild, &plan, fd);
+  if (!outcome) {
+    Error e = outcome.error();
+    if (e.sysErrno == EPERM) {
+      e.code = Errc::kUnavailable;
+      e.message = "a mount namespace needs CAP_SYS_ADMIN (a root daemon): " + e.message;
+    }
+    return std::unexpected(std::move(e));
+  }
+  auto [err, failedOp] = *outcome;
+  if (err != 0) {
+    Error e = Error::fromErrno("mount", err);
+    e.message = "mount " + plan.describe(failedOp) + " failed: " + std::strerror(err);
+    return std::unexpected(std::move(e));
+  }
+  return MountNamespace(std::move(plan), std::move(fd));
+}
+
+MountTableWatch::MountTableWatch() : fd_(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC)) {}
+
+bool MountTableWatch::changed() {
+  if (!fd_) return true;
+  struct pollfd p {fd_.get(), POLLPRI, 0};
+  if (::poll(&p, 1, 0) < 0) return true;
+  return (p.revents & (POLLPRI | POLLERR)) != 0;
+}
 
 MechanismReport probePrivateMounts(const MountPlan& plan) {
   MechanismReport report{"private mounts", false, {}};

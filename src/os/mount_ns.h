@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/unique_fd.h"
 #include "os/cgroup.h"  // MechanismReport
 
 namespace hv::os {
@@ -58,6 +59,10 @@ class MountPlan {
   int apply(int* failedOp) const noexcept;
 
   size_t size() const { return ops_.size(); }
+  // Same steps on the same files: paths, options, and the device and inode
+  // each path had when the plan was built (a home deleted and made again is
+  // another plan).
+  bool operator==(const MountPlan& other) const = default;
   // Step `op` for an error message: "read-only bind of /usr", "tmpfs on /tmp".
   std::string describe(int op) const;
   // The whole plan in one line, for the mechanism table.
@@ -71,6 +76,8 @@ class MountPlan {
     std::string path;
     std::string data;         // tmpfs options
     unsigned long flags = 0;  // MS_* for tmpfs
+    uint64_t dev = 0, ino = 0;  // of `path` when built; 0 if it did not exist
+    bool operator==(const Op&) const = default;
   };
   static int applyOp(const Op& op, int& tree) noexcept;
 
@@ -80,6 +87,44 @@ class MountPlan {
 // kInvalidArgument for a relative path, a NUL byte, a hidden path that is not
 // a directory, or (with hideOtherHomes) a home that is not a directory.
 Result<MountPlan> buildMountPlan(const MountOptions& options);
+
+// A mount namespace with `plan` applied, kept by a descriptor for spawns to
+// join (SpawnRequest::mountNs): one per account, shared by its runs, instead
+// of a namespace per run — a run then costs one setns(2) in place of ~25
+// mount calls and a copy of the host's mount table. Its tmpfs instances
+// (/tmp, /var/tmp, /dev/shm) live while the descriptor or any process in it
+// does, so the account's programs share them. The namespace is a snapshot:
+// the owner makes a new one when the plan (a path, or a file behind one)
+// or the host's mount table changes (MountTableWatch).
+class MountNamespace {
+ public:
+  // A child clones a new mount namespace, applies the plan and stays alive
+  // until the namespace is opened. Errors name the failed step like spawn's
+  // "mount" step does; kUnavailable when the kernel refuses (not root).
+  static Result<MountNamespace> make(MountPlan plan);
+
+  const MountPlan& plan() const { return plan_; }
+  int fd() const { return fd_.get(); }
+
+ private:
+  MountNamespace(MountPlan plan, UniqueFd fd) : plan_(std::move(plan)), fd_(std::move(fd)) {}
+  MountPlan plan_;
+  UniqueFd fd_;
+};
+
+// Whether this process's mount table changed (a mount or unmount anywhere in
+// its namespace) since the last call: /proc/self/mountinfo polls POLLPRI on
+// a change (proc(5)). The first call reports the changes since construction.
+// Also true when mountinfo cannot be opened or polled (rebuild rather than
+// trust a stale view).
+class MountTableWatch {
+ public:
+  MountTableWatch();
+  bool changed();
+
+ private:
+  UniqueFd fd_;
+};
 
 // Really tries: a child in a new mount namespace applies `plan`. Degraded
 // when the kernel refuses the namespace (EPERM: the daemon lacks

@@ -54,7 +54,7 @@ static_assert(3 + 1 + kMaxJoinSlots == kSlotsPerBlock);
 // What the child reports through the error pipe before _exit(127).
 enum class Step : int {
   kCgroup = 1, kSetsid, kDup2, kSetgroups, kSetgid, kSetuid, kSetrlimit, kPrctl, kChdir, kExec, kMount, kSeccomp,
-  kUnshare
+  kUnshare, kSetns
 };
 struct ChildFailure {
   int step = 0;
@@ -84,6 +84,7 @@ struct ChildPlan {
   rlim_t nofile = 0;  // 0 = inherit
   uint64_t signalsToReset = ~uint64_t{0};  // bit n-1: signal n
   const MountPlan* mounts = nullptr;
+  int mountNs = -1;  // setns(CLONE_NEWNS) target, or -1
   const SeccompProgram* seccomp = nullptr;
   // Set when the child shares the parent's descriptor table (CLONE_FILES,
   // see SlotLease): every descriptor above is in [slotFirst, slotFirst +
@@ -196,6 +197,11 @@ void takeOwnFdTable(const ChildPlan& plan) {
 }
 
 [[noreturn]] void runChild(const ChildPlan& plan) {
+  // First, while the descriptor still means what the parent holds: after
+  // takeOwnFdTable only this spawn's slots are left. setns needs root (it
+  // runs before the drop) and an fs_struct of the child's own (no CLONE_FS);
+  // it also moves the root and working directory to the namespace's root.
+  if (plan.mountNs >= 0 && ::setns(plan.mountNs, CLONE_NEWNS) < 0) childFail(plan.errorFd, Step::kSetns, errno);
   takeOwnFdTable(plan);
   joinCgroups(plan);
   int failedOp = 0, err = 0;  // mounting needs root: before the drop (mount_namespaces(7))
@@ -243,6 +249,9 @@ Status validate(const SpawnRequest& req) {
   for (const auto& s : req.argv) nul = nul || hasNul(s);
   for (const auto& s : req.envp) nul = nul || hasNul(s);
   if (nul) return fail(Errc::kInvalidArgument, "spawn " + req.path + ": a string contains a NUL byte");
+  if (req.mounts != nullptr && req.mountNs >= 0) {
+    return fail(Errc::kInvalidArgument, "spawn " + req.path + ": a mount plan and a mount namespace to join exclude each other");
+  }
   if (req.seccomp != nullptr && !req.noNewPrivs) {
     return fail(Errc::kInvalidArgument, "spawn " + req.path + ": a seccomp filter needs noNewPrivs");
   }
@@ -260,9 +269,9 @@ Status keepAboveStdio(UniqueFd& fd) {
 }
 
 // Indexed by Step; 0 is what an unknown report is called.
-constexpr const char* kStepNames[] = {"child",  "cgroup", "setsid", "dup2", "setgroups", "setgid", "setuid",
-                                      "setrlimit", "prctl", "chdir", "exec", "mount", "seccomp", "unshare"};
-static_assert(std::size(kStepNames) == static_cast<size_t>(Step::kUnshare) + 1);
+constexpr const char* kStepNames[] = {"child", "cgroup", "setsid", "dup2",    "setgroups", "setgid", "setuid", "setrlimit",
+                                      "prctl", "chdir",  "exec",   "mount", "seccomp",   "unshare", "setns"};
+static_assert(std::size(kStepNames) == static_cast<size_t>(Step::kSetns) + 1);
 
 std::string_view stepName(Step step) {
   auto index = static_cast<size_t>(step);
@@ -280,6 +289,7 @@ Error childError(const SpawnRequest& req, const ChildFailure& failure) {
   if (step == Step::kSetgid && req.gid) subject += " " + std::to_string(*req.gid);
   if (step == Step::kSetrlimit) subject += " RLIMIT_NOFILE " + std::to_string(req.rlimitNofile);
   if (step == Step::kMount && req.mounts != nullptr) subject += " " + req.mounts->describe(failure.index);
+  if (step == Step::kSetns) subject += " into the account's mount namespace";
   Errc code = Errc::kInternal;
   bool badPath = failure.err == ENOENT || failure.err == EACCES || failure.err == ENOEXEC || failure.err == ENOTDIR;
   if ((step == Step::kExec || step == Step::kChdir) && badPath) code = Errc::kInvalidArgument;
@@ -595,6 +605,7 @@ ChildPlan makePlan(const SpawnRequest& req, std::vector<char*>& argv, std::vecto
   plan.nofile = req.rlimitNofile > 0 ? static_cast<rlim_t>(req.rlimitNofile) : 0;
   plan.signalsToReset = changedSignals();
   plan.mounts = req.mounts;
+  plan.mountNs = req.mountNs;
   plan.seccomp = req.seccomp;
   return plan;
 }
@@ -683,6 +694,38 @@ Result<std::array<int, 2>> runInChild(ProbeFn fn, const void* arg, bool newMount
   ssize_t n = readRetrying(readEnd.get(), report.data(), sizeof report);
   reapBlocking(pidfd.get());  // fn has returned: the child is exiting
   if (n != static_cast<ssize_t>(sizeof report)) return fail(Errc::kInternal, "probe child died before reporting");
+  return report;
+}
+
+Result<std::array<int, 2>> runInNewMountNs(ProbeFn fn, const void* arg, UniqueFd& ns) {
+  int pipeFds[2];
+  if (::pipe2(pipeFds, O_CLOEXEC) < 0) return failErrno("pipe", errno);
+  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
+  int rawPidfd = -1;
+  auto child = [&] {
+    int report[2] = {0, 0};
+    fn(arg, report);
+    if (::write(writeEnd.get(), report, sizeof report) != sizeof report) _exit(127);
+    // Alive, so that the parent can open /proc/PID/ns/mnt; every signal is
+    // blocked (cloneWith), SIGKILL ends it.
+    for (;;) ::pause();
+  };
+  Result<pid_t> pid = cloneWith(CLONE_NEWNS, &rawPidfd, -1, child);
+  if (!pid) return std::unexpected(pid.error());
+  UniqueFd pidfd(rawPidfd);
+  writeEnd.reset();
+  std::array<int, 2> report{};
+  ssize_t n = readRetrying(readEnd.get(), report.data(), sizeof report);
+  int openErr = 0;
+  if (n == static_cast<ssize_t>(sizeof report) && report[0] == 0) {
+    const std::string path = "/proc/" + std::to_string(*pid) + "/ns/mnt";
+    ns.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!ns) openErr = errno;
+  }
+  ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+  reapBlocking(pidfd.get());
+  if (n != static_cast<ssize_t>(sizeof report)) return fail(Errc::kInternal, "mount namespace child died before reporting");
+  if (openErr != 0) return failErrno("open /proc/PID/ns/mnt", openErr);
   return report;
 }
 

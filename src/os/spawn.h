@@ -11,7 +11,8 @@
 // May be called from any thread; blocks only until the child execs or fails.
 //
 // Sandbox (both optional): with `mounts` the child is cloned into a new mount
-// namespace (CLONE_NEWNS) and applies the plan while still root (mount_ns.h);
+// namespace (CLONE_NEWNS) and applies the plan while still root (mount_ns.h),
+// or with `mountNs` joins one prepared earlier (setns, no mount of its own);
 // with `seccomp` it installs the filter as its very last step before execve
 // (seccomp.h).
 #pragma once
@@ -62,6 +63,10 @@ struct SpawnRequest {
   // (ask probePrivateMounts() first).
   const SeccompProgram* seccomp = nullptr;  // nullptr = no syscall filter
   const MountPlan* mounts = nullptr;        // nullptr = the caller's mount namespace
+  // Or: a mount namespace to join (setns, CLONE_NEWNS), e.g. the account's
+  // that MountNamespace::make() prepared; the child's first step, while
+  // still root. Excludes `mounts`. -1 = none.
+  int mountNs = -1;
 };
 
 // How the child entered SpawnRequest::cgroupFd.
@@ -78,7 +83,7 @@ struct Child {
 };
 
 // On failure, Error.step names the step ("pipe", "clone3", "cgroup", "mount",
-// "dup2", "chdir", "setsid", "setgroups", "setgid", "setuid", "prctl",
+// "setns", "dup2", "chdir", "setsid", "setgroups", "setgid", "setuid", "prctl",
 // "setrlimit", "seccomp", "exec", "unshare": a descriptor table of its own) and Error.sysErrno its errno; the message
 // reads e.g. "exec /home/a/srv.sh failed: Permission denied" or "mount
 // read-only bind of /usr failed: ...". Code kInvalidArgument when exec or
@@ -106,5 +111,11 @@ Status reserveSpawnSlots(int blocks);
 // child rules above (system calls only, no allocation, no locks).
 using ProbeFn = void (*)(const void* arg, int report[2]);
 Result<std::array<int, 2>> runInChild(ProbeFn fn, const void* arg, bool newMountNs);
+
+// The same in a new mount namespace that outlives the child: when fn reports
+// success (report[0] == 0), `ns` receives a descriptor of that namespace
+// (/proc/PID/ns/mnt, opened before the child is killed), which keeps it and
+// its mounts alive for later setns(2) (SpawnRequest::mountNs).
+Result<std::array<int, 2>> runInNewMountNs(ProbeFn fn, const void* arg, UniqueFd& ns);
 
 }  // namespace hv::os

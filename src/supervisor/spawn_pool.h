@@ -38,9 +38,9 @@ class SpawnPool {
  public:
   struct Job {
     os::SpawnRequest request;
-    // request.mounts points here when set; shared with the supervisor's
-    // per-account cache (read-only once built).
-    std::shared_ptr<const os::MountPlan> mounts;
+    // request.mountNs is this namespace's descriptor when set; shared with
+    // the supervisor's per-account cache, kept open until the spawn is done.
+    std::shared_ptr<const os::MountNamespace> mounts;
     std::function<void(Result<os::Child>&)> done;  // takes the child (its pidfd) out
   };
 

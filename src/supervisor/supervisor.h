@@ -187,10 +187,14 @@ class Supervisor {
   // (and removed): a leftover child can never hold the port on restart.
   void reapCgroup(Instance& inst, std::function<void(Instance&)> then);
   void readStats(const Instance& inst) const;
-  // The private-mount plan for a run of `account`'s: built (~35 stat and
-  // readlink calls) at most every kMountPlanMaxAge per account, and again at
-  // once when the accounts' homes change or a spawn failed mounting.
-  Result<std::shared_ptr<const os::MountPlan>> mountPlanFor(const store::AccountRecord& account);
+  // The mount namespace `account`'s runs join (os::MountNamespace): made on
+  // its first start and kept while it still fits — its plan is rebuilt (~35
+  // stat and readlink calls) at most every kMountPlanMaxAge and compared,
+  // and any mount or unmount on the host (MountTableWatch) retires every
+  // account's. A retired namespace lives on in the runs inside it; the next
+  // start makes a new one (with an empty /tmp). Also retired when a spawn
+  // fails joining it, or its account is gone.
+  Result<std::shared_ptr<const os::MountNamespace>> mountsFor(const store::AccountRecord& account);
   // Network policy of a run: set before its spawn, cleared when it ends.
   Status policeRun(Instance& inst, const store::AccountRecord& account);
   void unpoliceRun(Instance& inst);
@@ -213,13 +217,16 @@ class Supervisor {
   std::map<std::string, std::unique_ptr<Instance>> instances_;
   std::deque<std::string> bootQueue_;  // load()'s starts not yet handed over
   size_t bootInFlight_ = 0;
-  struct CachedMountPlan {
+  struct AccountMounts {
     std::string home;
     std::vector<std::string> hidePaths;  // with the other accounts' homes
-    std::shared_ptr<const os::MountPlan> plan;
-    Clock::TimePoint builtAt;
+    std::shared_ptr<const os::MountNamespace> ns;
+    Clock::TimePoint checkedAt;  // when its plan was last rebuilt and found the same
+    uint64_t mountGeneration = 0;
   };
-  std::map<std::string, CachedMountPlan> mountPlans_;  // by account
+  std::map<std::string, AccountMounts> accountMounts_;  // by account
+  os::MountTableWatch mountTable_;
+  uint64_t mountGeneration_ = 0;  // + 1 per change MountTableWatch saw
   std::unique_ptr<class SpawnPool> spawner_;  // last: its workers stop before the rest goes
 };
 

@@ -210,10 +210,10 @@ void Supervisor::spawnNow(Instance& inst, bool here, const std::function<void()>
   req.rlimitNofile = (*account)->maxOpenFiles;
   req.seccomp = options_.seccomp;
   if (options_.privateMounts) {
-    auto plan = mountPlanFor(**account);
-    if (!plan) return failStart(plan.error().context("plan its private mounts"));
-    job->mounts = std::move(*plan);
-    req.mounts = job->mounts.get();
+    auto ns = mountsFor(**account);
+    if (!ns) return failStart(ns.error().context("prepare its private mounts"));
+    job->mounts = std::move(*ns);
+    req.mountNs = job->mounts->fd();
   }
   // The output pipe stays open while the job is in flight: the keeper
   // client releases it only when the instance is removed, which waits for a
@@ -263,36 +263,53 @@ void Supervisor::spawnNow(Instance& inst, bool here, const std::function<void()>
   if (inst.state != State::kStarting) setState(inst, State::kStarting, "");
 }
 
-Result<std::shared_ptr<const os::MountPlan>> Supervisor::mountPlanFor(const store::AccountRecord& account) {
+Result<std::shared_ptr<const os::MountNamespace>> Supervisor::mountsFor(const store::AccountRecord& account) {
   // A plan reflects the file system when it was built (a path missing then
-  // is skipped): kept briefly, so a burst of starts (boot, a mass create, a
-  // crash loop) builds it once, while a later start sees today's tree.
+  // is skipped): checked again at most this often, so a burst of starts (boot,
+  // a mass create, a crash loop) builds it once, while a later start sees
+  // today's tree.
   static constexpr auto kMountPlanMaxAge = std::chrono::seconds(2);
   os::MountOptions view;
   view.home = account.home;
   view.hideOtherHomes = true;
   view.hidePaths = options_.hidePaths;
   // Other accounts' homes, wherever they are (not only under /home).
-  if (auto all = db_.listAccounts()) {
+  auto all = db_.listAccounts();
+  if (all) {
     for (const auto& other : *all) {
       const std::string& h = other.home;
       const bool ownOrAbove = h == view.home || view.home.starts_with(h + "/") || h == "/";
       if (!ownOrAbove && !h.empty()) view.hidePaths.push_back(h);
     }
+    // A removed account's namespace (and its /tmp) goes with it.
+    std::erase_if(accountMounts_, [&](const auto& entry) {
+      return std::none_of(all->begin(), all->end(), [&](const auto& a) { return a.name == entry.first; });
+    });
   }
-  CachedMountPlan& cached = mountPlans_[account.name];
+  if (mountTable_.changed()) ++mountGeneration_;
+  AccountMounts& cached = accountMounts_[account.name];
+  const bool sameView = cached.ns && cached.home == view.home && cached.hidePaths == view.hidePaths &&
+                        cached.mountGeneration == mountGeneration_;
   const auto now = clock_.now();
-  if (cached.plan && now - cached.builtAt < kMountPlanMaxAge && cached.home == view.home &&
-      cached.hidePaths == view.hidePaths)
-    return cached.plan;
+  if (sameView && now - cached.checkedAt < kMountPlanMaxAge) return cached.ns;
   auto plan = os::buildMountPlan(view);
   if (!plan) {
-    mountPlans_.erase(account.name);
+    accountMounts_.erase(account.name);
     return std::unexpected(plan.error());
   }
-  cached = CachedMountPlan{view.home, std::move(view.hidePaths),
-                           std::make_shared<const os::MountPlan>(std::move(*plan)), now};
-  return cached.plan;
+  if (sameView && *plan == cached.ns->plan()) {
+    cached.checkedAt = now;
+    return cached.ns;
+  }
+  auto ns = os::MountNamespace::make(std::move(*plan));
+  if (!ns) {
+    accountMounts_.erase(account.name);
+    return std::unexpected(ns.error());
+  }
+  spdlog::debug("account {}: new mount namespace ({})", account.name, ns->plan().summary());
+  cached = AccountMounts{view.home, std::move(view.hidePaths),
+                         std::make_shared<const os::MountNamespace>(std::move(*ns)), now, mountGeneration_};
+  return cached.ns;
 }
 
 void Supervisor::onSpawned(const std::string& name, uint64_t run, const store::AccountRecord& account,
@@ -317,7 +334,7 @@ void Supervisor::onSpawned(const std::string& name, uint64_t run, const store::A
     if (inst.cgroup) (void)inst.cgroup->remove();
     inst.cgroup.reset();
     Error e = child.error();
-    if (e.step == "mount") mountPlans_.erase(account.name);  // a path changed: plan the next start afresh
+    if (e.step == "setns") accountMounts_.erase(account.name);  // make the next start a new namespace
     e.message = fmt::format("spawn failed at {}: {}", e.step, e.message);
     const ExitInfo failed{false, 127, Millis(-1)};
     if (inst.state == State::kStopping) {  // stopped meanwhile: it simply did not start
