@@ -134,7 +134,7 @@ std::string MountPlan::summary() const {
     if (op.kind == Kind::kReadOnly) readOnly += " " + op.path;
     if (op.kind == Kind::kHide) hidden += " " + op.path;
   }
-  std::string out = "own mount namespace per run";
+  std::string out = "own mount namespace per account";
   if (!tmp.empty()) out += "; private" + tmp;
   if (!readOnly.empty()) out += "; read-only" + readOnly;
   out += homes;

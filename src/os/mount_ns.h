@@ -2,13 +2,15 @@
 // mount namespace (mount_namespaces(7)).
 //
 // The daemon builds a plan with buildMountPlan() — every path resolved, every
-// string made — and passes it as SpawnRequest::mounts; spawn() then clones the
-// child with CLONE_NEWNS and the child calls apply() after joining its
-// cgroups and before dropping root, since mounting needs CAP_SYS_ADMIN. The
-// host network and pid namespaces are kept (a PID-1 program would ignore
+// string made — and applies it once per account: MountNamespace::make() runs
+// apply() in a child cloned with CLONE_NEWNS (as root: mounting needs
+// CAP_SYS_ADMIN) and keeps the namespace by descriptor; each run then joins it
+// (SpawnRequest::mountNs, setns). A plan can also be applied per spawn
+// (SpawnRequest::mounts: the child clones its own namespace; tests, probes).
+// The host network and pid namespaces are kept (a PID-1 program would ignore
 // SIGTERM). apply() makes every mount private first (MS_REC|MS_PRIVATE), so
 // nothing propagates back to the host, and the namespace and its tmpfs
-// instances vanish with the run's last process. Order:
+// instances vanish with the last process in it and the last descriptor of it. Order:
 //   1. clone the account's home (open_tree) while it is still reachable;
 //   2. recursive read-only, nosuid, nodev binds of the system directories
 //      (mount_setattr(2) with AT_RECURSIVE, so submounts such as a
@@ -22,8 +24,8 @@
 //   6. chdir("/"), so the daemon's working directory is not carried in.
 // A path that is missing or a symbolic link when the plan is built is skipped
 // (it hides nothing / is covered by its target); one that vanishes before
-// spawn makes apply() fail, and spawn reports step "mount" naming it.
-// Build a plan right before the spawn it is for. Not thread-safe to build;
+// spawn makes apply() fail, and spawn (or MountNamespace::make) reports step
+// "mount" naming it. Build a plan right before the namespace it is for. Not thread-safe to build;
 // read-only once built.
 #pragma once
 

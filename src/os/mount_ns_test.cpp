@@ -1,6 +1,9 @@
 #include "os/mount_ns.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -51,15 +54,11 @@ struct Outcome {
   int code = -1;
 };
 
-// Runs `sh -c script` under `plan` (as nobody if asked) and waits for it.
-Outcome runShell(const MountPlan& plan, const std::string& script, bool asNobody,
-                 const SeccompProgram* filter = nullptr) {
-  SpawnRequest req;
+// Runs `sh -c script` with `req`'s mount setup (as nobody if asked) and waits for it.
+Outcome runShellWith(SpawnRequest req, const std::string& script, bool asNobody) {
   req.path = "/bin/sh";
   req.argv = {"sh", "-c", script};
   req.envp = {"PATH=/usr/bin:/bin", "LC_ALL=C"};
-  req.mounts = &plan;
-  req.seccomp = filter;
   if (asNobody) req.uid = req.gid = kNobody;
   Pipe out = makePipe();
   req.stdoutFd = req.stderrFd = out.write.get();
@@ -71,6 +70,22 @@ Outcome runShell(const MountPlan& plan, const std::string& script, bool asNobody
   auto status = waitExit(child->pidfd.get());
   if (status && !status->signaled) outcome.code = status->code;
   return outcome;
+}
+
+// Under `plan` (and `filter`), a fresh namespace for this one run.
+Outcome runShell(const MountPlan& plan, const std::string& script, bool asNobody,
+                 const SeccompProgram* filter = nullptr) {
+  SpawnRequest req;
+  req.mounts = &plan;
+  req.seccomp = filter;
+  return runShellWith(std::move(req), script, asNobody);
+}
+
+// Joining the namespace `ns` instead of applying a plan.
+Outcome runShellIn(const MountNamespace& ns, const std::string& script, bool asNobody) {
+  SpawnRequest req;
+  req.mountNs = ns.fd();
+  return runShellWith(std::move(req), script, asNobody);
 }
 
 std::string readFile(const std::string& path) {
@@ -278,7 +293,7 @@ TEST(MountNs, PlanSkipsMissingAndSymlinkedDirectoriesAndRejectsRelativePaths) {
   options.hidePaths = {dir.path() + "/missing"};
   auto plan = buildMountPlan(options);
   ASSERT_TRUE(plan) << plan.error().message;
-  EXPECT_EQ(plan->summary(), "own mount namespace per run; read-only " + dir.path() + "/real");
+  EXPECT_EQ(plan->summary(), "own mount namespace per account; read-only " + dir.path() + "/real");
 
   options.readOnly = {"usr"};
   auto relative = buildMountPlan(options);
@@ -293,6 +308,114 @@ TEST(MountNs, HiddenPathUnderAPrivateTmpNeedsNoMountOfItsOwn) {
   auto plan = buildMountPlan(options);
   ASSERT_TRUE(plan) << plan.error().message;
   EXPECT_EQ(plan->summary().find("hidden"), std::string::npos) << plan->summary();
+}
+
+TEST(MountNamespace, RunsJoiningItShareItsTmpAndItsReadOnlyView) {
+  REQUIRE_ROOT();
+  auto plan = buildMountPlan({});
+  ASSERT_TRUE(plan) << plan.error().message;
+  auto ns = MountNamespace::make(std::move(*plan));
+  ASSERT_TRUE(ns) << ns.error().message;
+  const std::string marker = "/tmp/hv_mountns_shared." + std::to_string(::getpid());
+  auto first = runShellIn(*ns, "pwd; echo one > " + marker + "; touch /usr/hv_probe 2>&1", true);
+  ASSERT_TRUE(first.spawned) << first.out;
+  EXPECT_EQ(first.out, "/\ntouch: cannot touch '/usr/hv_probe': Read-only file system\n");
+  // A later run finds what the first left in the namespace's /tmp; the host does not.
+  auto second = runShellIn(*ns, "cat " + marker, true);
+  ASSERT_TRUE(second.spawned) << second.out;
+  EXPECT_EQ(second.out, "one\n");
+  std::error_code ignored;
+  EXPECT_FALSE(fs::remove(marker, ignored)) << "the namespace's /tmp leaked to the host";
+  // Another namespace made from the same plan has a /tmp of its own.
+  auto other = MountNamespace::make(ns->plan());
+  ASSERT_TRUE(other) << other.error().message;
+  auto third = runShellIn(*other, "ls -A /tmp | wc -l", true);
+  EXPECT_EQ(third.out, "0\n");
+}
+
+TEST(MountNamespace, AStepThatFailsIsNamed) {
+  REQUIRE_ROOT();
+  ScratchDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  fs::create_directory(dir.path() + "/hide");
+  MountOptions options;
+  options.privateTmp = false;
+  options.readOnly = {};
+  options.hidePaths = {dir.path() + "/hide"};
+  auto plan = buildMountPlan(options);
+  ASSERT_TRUE(plan) << plan.error().message;
+  fs::remove(dir.path() + "/hide");  // gone between plan and namespace
+  auto ns = MountNamespace::make(std::move(*plan));
+  ASSERT_FALSE(ns);
+  EXPECT_EQ(ns.error().step, "mount");
+  EXPECT_EQ(ns.error().message, "mount hiding tmpfs on " + dir.path() + "/hide failed: No such file or directory");
+}
+
+TEST(MountNamespace, PlansDifferWhenAPathIsMadeAgain) {
+  ScratchDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  fs::create_directory(dir.path() + "/ro");
+  MountOptions options;
+  options.privateTmp = false;
+  options.readOnly = {dir.path() + "/ro"};
+  auto before = buildMountPlan(options);
+  auto same = buildMountPlan(options);
+  ASSERT_TRUE(before && same);
+  EXPECT_TRUE(*before == *same);
+  // Same path, another directory (the inode number may be reused, so keep
+  // the first one alive under another name).
+  fs::rename(dir.path() + "/ro", dir.path() + "/old");
+  fs::create_directory(dir.path() + "/ro");
+  auto after = buildMountPlan(options);
+  ASSERT_TRUE(after);
+  EXPECT_FALSE(*before == *after);
+}
+
+TEST(MountNamespace, JoiningSomethingElseFailsAtSetnsNamingIt) {
+  SpawnRequest req;
+  req.path = "/bin/true";
+  req.argv = {"true"};
+  UniqueFd notANamespace(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(notANamespace);
+  req.mountNs = notANamespace.get();
+  auto child = spawn(req);
+  ASSERT_FALSE(child);
+  EXPECT_EQ(child.error().step, "setns");
+  EXPECT_EQ(child.error().message, "setns into the account's mount namespace failed: Invalid argument");
+
+  auto plan = buildMountPlan({});
+  ASSERT_TRUE(plan);
+  req.mounts = &*plan;
+  child = spawn(req);
+  ASSERT_FALSE(child);
+  EXPECT_EQ(child.error().code, Errc::kInvalidArgument) << child.error().message;
+}
+
+// In a child of its own mount namespace, so that no other test's mount
+// counts: no change, then a mount is seen once, then an unmount.
+TEST(MountTableWatch, SeesAMountOnceAndAnUnmount) {
+  REQUIRE_ROOT();
+  ScratchDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(10);
+    MountTableWatch watch;
+    if (watch.changed()) _exit(11);
+    if (::mount("tmpfs", dir.path().c_str(), "tmpfs", 0, "size=4k") != 0) _exit(12);
+    if (!watch.changed()) _exit(13);
+    if (watch.changed()) _exit(14);
+    if (::umount(dir.path().c_str()) != 0) _exit(15);
+    if (!watch.changed()) _exit(16);
+    _exit(0);
+  }
+  ASSERT_GT(pid, 0);
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  ASSERT_TRUE(pidfd);
+  auto status = waitExit(pidfd.get());
+  ASSERT_TRUE(status);
+  EXPECT_EQ(status->code, 0) << "10: unshare, 11: change at start, 12: mount, 13: mount unseen, 14: seen twice, "
+                                "15: umount, 16: umount unseen";
 }
 
 }  // namespace

@@ -676,7 +676,12 @@ Status reserveSpawnSlots(int blocks) {
   return {};
 }
 
-Result<std::array<int, 2>> runInChild(ProbeFn fn, const void* arg, bool newMountNs) {
+namespace {
+
+// Runs fn in a child (in a new mount namespace if asked) and returns its
+// report. With `ns`, the child stays alive after reporting so that the parent
+// can open /proc/PID/ns/mnt into *ns; then it is killed.
+Result<std::array<int, 2>> runProbe(ProbeFn fn, const void* arg, bool newMountNs, UniqueFd* ns) {
   int pipeFds[2];
   if (::pipe2(pipeFds, O_CLOEXEC) < 0) return failErrno("pipe", errno);
   UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
@@ -684,7 +689,11 @@ Result<std::array<int, 2>> runInChild(ProbeFn fn, const void* arg, bool newMount
   auto child = [&] {
     int report[2] = {0, 0};
     fn(arg, report);
-    _exit(::write(writeEnd.get(), report, sizeof report) == sizeof report ? 0 : 127);
+    bool written = ::write(writeEnd.get(), report, sizeof report) == sizeof report;
+    if (!written || ns == nullptr) _exit(written ? 0 : 127);
+    // Alive, so that the parent can open /proc/PID/ns/mnt; every signal is
+    // blocked (cloneWith), SIGKILL ends it.
+    for (;;) ::pause();
   };
   Result<pid_t> pid = cloneWith(newMountNs ? CLONE_NEWNS : 0, &rawPidfd, -1, child);
   if (!pid) return std::unexpected(pid.error());
@@ -692,41 +701,30 @@ Result<std::array<int, 2>> runInChild(ProbeFn fn, const void* arg, bool newMount
   writeEnd.reset();
   std::array<int, 2> report{};
   ssize_t n = readRetrying(readEnd.get(), report.data(), sizeof report);
-  reapBlocking(pidfd.get());  // fn has returned: the child is exiting
-  if (n != static_cast<ssize_t>(sizeof report)) return fail(Errc::kInternal, "probe child died before reporting");
+  const bool reported = n == static_cast<ssize_t>(sizeof report);
+  int openErr = 0;
+  if (ns != nullptr) {
+    if (reported && report[0] == 0) {
+      const std::string path = "/proc/" + std::to_string(*pid) + "/ns/mnt";
+      ns->reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!*ns) openErr = errno;
+    }
+    ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+  }
+  reapBlocking(pidfd.get());  // fn has returned: the child is exiting (or killed)
+  if (!reported) return fail(Errc::kInternal, "probe child died before reporting");
+  if (openErr != 0) return failErrno("open /proc/PID/ns/mnt", openErr);
   return report;
 }
 
+}  // namespace
+
+Result<std::array<int, 2>> runInChild(ProbeFn fn, const void* arg, bool newMountNs) {
+  return runProbe(fn, arg, newMountNs, nullptr);
+}
+
 Result<std::array<int, 2>> runInNewMountNs(ProbeFn fn, const void* arg, UniqueFd& ns) {
-  int pipeFds[2];
-  if (::pipe2(pipeFds, O_CLOEXEC) < 0) return failErrno("pipe", errno);
-  UniqueFd readEnd(pipeFds[0]), writeEnd(pipeFds[1]);
-  int rawPidfd = -1;
-  auto child = [&] {
-    int report[2] = {0, 0};
-    fn(arg, report);
-    if (::write(writeEnd.get(), report, sizeof report) != sizeof report) _exit(127);
-    // Alive, so that the parent can open /proc/PID/ns/mnt; every signal is
-    // blocked (cloneWith), SIGKILL ends it.
-    for (;;) ::pause();
-  };
-  Result<pid_t> pid = cloneWith(CLONE_NEWNS, &rawPidfd, -1, child);
-  if (!pid) return std::unexpected(pid.error());
-  UniqueFd pidfd(rawPidfd);
-  writeEnd.reset();
-  std::array<int, 2> report{};
-  ssize_t n = readRetrying(readEnd.get(), report.data(), sizeof report);
-  int openErr = 0;
-  if (n == static_cast<ssize_t>(sizeof report) && report[0] == 0) {
-    const std::string path = "/proc/" + std::to_string(*pid) + "/ns/mnt";
-    ns.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!ns) openErr = errno;
-  }
-  ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
-  reapBlocking(pidfd.get());
-  if (n != static_cast<ssize_t>(sizeof report)) return fail(Errc::kInternal, "mount namespace child died before reporting");
-  if (openErr != 0) return failErrno("open /proc/PID/ns/mnt", openErr);
-  return report;
+  return runProbe(fn, arg, true, &ns);
 }
 
 }  // namespace hv::os

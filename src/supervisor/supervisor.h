@@ -54,8 +54,9 @@ struct SupervisorOptions {
   Egress* netPolicy = nullptr;
   // The syscall deny-list every program runs under; null = not enforced here.
   const os::SeccompProgram* seccomp = nullptr;
-  // A private mount namespace per run (empty /tmp, read-only system dirs,
-  // other homes and `hidePaths` hidden); false = not enforced here.
+  // A private mount namespace per account, joined by its runs (its own /tmp,
+  // read-only system dirs, other homes and `hidePaths` hidden); false = not
+  // enforced here.
   bool privateMounts = false;
   std::vector<std::string> hidePaths;
   // Non-empty: strict mode found a mechanism missing; every start fails with it.

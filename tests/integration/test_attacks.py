@@ -503,6 +503,17 @@ emit({"event": "result", "results": results,
       "hostvisor_env": sorted(k for k in os.environ if "HOSTVISOR" in k or "TOKEN" in k)})
 '''
 
+# Writes ARG["write"] (path -> text), then reads each of ARG["read"].
+TMP_PY = r'''
+for path, text in ARG.get("write", {}).items():
+    with open(path, "w") as f:
+        f.write(text)
+def read(path):
+    with open(path) as f:
+        return f.read()
+emit({"results": {path: attempt(read, path) for path in ARG.get("read", [])}})
+'''
+
 SETUID_PY = r'''
 def run(argv, stdin=None):
     cp = subprocess.run(argv, capture_output=True, text=True, timeout=10, input=stdin)
@@ -1075,6 +1086,26 @@ class AttackTest(DaemonTestCase):
             self.assertTrue(r[label]["ok"], "%s: %r" % (label, r[label]))
         self.assertEqual(ev["hostvisor_env"], [], "the instance's environment carries API credentials")
         self.assert_daemon_serves(vic)
+
+    def test_tmp_is_shared_within_an_account_and_private_from_other_accounts(self):
+        self.require("private mounts")
+        tag = str(os.getpid())
+        vic_note, atk_note = "/tmp/hv-vic-note-" + tag, "/dev/shm/hv-atk-note-" + tag
+        self.addCleanup(unlink_quietly, vic_note)
+        self.addCleanup(unlink_quietly, atk_note)
+        _, ev = self.attack("vic-tmp", TMP_PY, {"write": {vic_note: "vic"}, "read": [vic_note]}, account="vic")
+        self.assertEqual(ev["results"][vic_note], {"ok": True, "value": "vic"})
+        # The attacker's account: its own runs share /tmp and /dev/shm (one
+        # mount namespace per account), the victim's notes are not there.
+        _, ev = self.attack("atk-tmp1", TMP_PY, {"write": {atk_note: "atk"}, "read": [vic_note]})
+        self.assertTrue(failed_with(ev["results"][vic_note], "ENOENT"), ev)
+        _, ev = self.attack("atk-tmp2", TMP_PY, {"read": [atk_note, vic_note]})
+        self.assertEqual(ev["results"][atk_note], {"ok": True, "value": "atk"}, ev)
+        self.assertTrue(failed_with(ev["results"][vic_note], "ENOENT"), ev)
+        # And the host saw neither.
+        self.assertFalse(os.path.exists(vic_note))
+        self.assertFalse(os.path.exists(atk_note))
+        self.assert_daemon_serves()
 
     def test_other_accounts_home_outside_home_root_is_hidden(self):
         self.require("private mounts")
