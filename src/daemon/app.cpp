@@ -13,6 +13,7 @@
 #include <boost/json.hpp>
 #include <algorithm>
 #include <cstdlib>
+#include <future>
 
 #include "api/api.h"
 #include "api/audit_log.h"
@@ -247,6 +248,12 @@ Result<int> serve(const Config& config) {
   if (auto s = prepareDataDir(dataDir); !s) return std::unexpected(s.error());
   auto lock = lockDataDir(dataDir);
   if (!lock) return std::unexpected(lock.error());
+  // The front proxy needs nothing but the config; its start (the sockmap
+  // program's verification and JIT, the loops' threads) takes tens of
+  // milliseconds, so it runs on the other core while the sandbox is probed
+  // below, and the first spawns wait for less. Taken before the supervisor
+  // loads; on an earlier return the future's destructor waits for it.
+  auto proxyStarting = std::async(std::launch::async, [&config] { return startProxy(config); });
   auto db = store::Database::open(dataDir + "/hostvisor.db");
   if (!db) return std::unexpected(db.error());
   SystemClock clock;
@@ -295,7 +302,7 @@ Result<int> serve(const Config& config) {
   options.onRoutesChanged = [&] {
     if (routesChanged) routesChanged();
   };
-  auto proxy = startProxy(config);
+  auto proxy = proxyStarting.get();
   if (!proxy) return std::unexpected(proxy.error());
   supervisor::Supervisor supervisor(io, **db, clock, options);
   bool routesPending = false;
