@@ -1275,7 +1275,7 @@ def main():
                     help="where both daemons keep state and logs (default: the temp dir under $HOME)")
     ap.add_argument("--only", choices=["hostvisor", "supervisord"], help="run one side only (debugging)")
     ap.add_argument("--profile", metavar="DIR", help="perf record the hostvisor daemon during the creates, and the whole machine during the cold start")
-    ap.add_argument("--out-dir", default=HERE, help="where results-<date>.md goes")
+    ap.add_argument("--out-dir", default=HERE, help="where results-<date>-<HHMM>.md goes")
     ap.add_argument("--update-docs", action="store_true", help="put the table in docs/benchmarks.md")
     ap.add_argument("--sweep-stale", action="store_true", help="only kill leftovers of dead runs")
     args = ap.parse_args()
@@ -1360,7 +1360,7 @@ def main():
         md = render(res, facts, n, args)
         os.makedirs(args.out_dir, exist_ok=True)
         print(md)
-        day = datetime.date.today().isoformat()
+        day = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")  # one file per run, never overwritten
         suffix = "" if n == 1000 else f"-n{n}"
         out = os.path.join(args.out_dir, f"results-{day}{suffix}.md")
         with open(out, "w") as f:
