@@ -169,9 +169,11 @@ std::optional<os::SeccompProgram> buildSeccomp(std::vector<os::MechanismReport>&
 }
 
 // Private mounts per run, used only if a probe child gets them.
-bool probeMounts(const std::vector<std::string>& hidePaths, std::vector<os::MechanismReport>& report) {
+bool probeMounts(const std::vector<std::string>& hidePaths, uint64_t tmpSizeBytes,
+                 std::vector<os::MechanismReport>& report) {
   os::MountOptions view;
   view.hidePaths = hidePaths;
+  view.tmpSizeBytes = tmpSizeBytes;
   auto plan = os::buildMountPlan(view);
   if (!plan) {
     report.push_back({"private mounts", false, plan.error().message});
@@ -284,7 +286,8 @@ Result<int> serve(const Config& config) {
   std::optional<os::SeccompProgram> seccomp = buildSeccomp(mechanisms);
   options.seccomp = seccomp ? &*seccomp : nullptr;
   options.hidePaths = {dataDir};
-  options.privateMounts = probeMounts(options.hidePaths, mechanisms);
+  options.tmpSizeBytes = static_cast<uint64_t>(config.sandboxTmpBytes);
+  options.privateMounts = probeMounts(options.hidePaths, options.tmpSizeBytes, mechanisms);
   logMechanisms(mechanisms);
   if (config.strict) {
     auto missing = std::find_if(mechanisms.begin(), mechanisms.end(), [](const auto& m) { return !m.enforced; });

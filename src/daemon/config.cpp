@@ -237,14 +237,24 @@ Status readLogs(const toml::table& root, Config& config, const std::string& sour
 }
 
 // [sandbox] network: which network policy mechanism (auto = BPF if it
-// enforces here, else nftables, else none, with the reason).
+// enforces here, else nftables, else none, with the reason). tmp_size: the
+// cap of each private tmpfs of an account.
 Status readSandbox(const toml::table& root, Config& config, const std::string& source) {
   const toml::node* node = root.get("sandbox");
   if (!node) return {};
   const toml::table* t = node->as_table();
   if (!t) return fail(Errc::kInvalidArgument, fmt::format("{}: 'sandbox' must be a table", where(*node, source)));
-  if (auto s = checkKeys(*t, {"network"}, "sandbox.", source); !s) return s;
+  if (auto s = checkKeys(*t, {"network", "tmp_size"}, "sandbox.", source); !s) return s;
   if (auto s = read(*t, "network", config.sandboxNetwork, source); !s) return s;
+  std::string tmpSize;
+  if (auto s = read(*t, "tmp_size", tmpSize, source); !s) return s;
+  if (!tmpSize.empty()) {
+    auto bytes = api::wire::parseSize(tmpSize);
+    if (!bytes || *bytes < (1 << 20))
+      return fail(Errc::kInvalidArgument, fmt::format("{}: 'sandbox.tmp_size' must be a size of at least 1M, like \"64M\"",
+                                                      where(*t->get("tmp_size"), source)));
+    config.sandboxTmpBytes = *bytes;
+  }
   const std::string& v = config.sandboxNetwork;
   if (v != "auto" && v != "bpf" && v != "nftables" && v != "off")
     return fail(Errc::kInvalidArgument, fmt::format("{}: 'sandbox.network' must be \"auto\", \"bpf\", \"nftables\" or \"off\", not \"{}\"",

@@ -61,6 +61,9 @@ struct Config {
   int logKeep = 3;                            // [logs] keep: rotated files kept
   std::vector<AccountConfig> accounts;        // empty = one account `default`
   std::string sandboxNetwork = "auto";        // [sandbox] network: auto | bpf | nftables | off
+  // [sandbox] tmp_size: each account's private /tmp, /var/tmp and /dev/shm
+  // are tmpfs (memory) that outlive its runs: each is capped at this size.
+  int64_t sandboxTmpBytes = 64 << 20;
   std::string sourcePath;                     // the file it came from ("" = embedded), for SIGHUP
 };
 

@@ -70,6 +70,17 @@ TEST(Config, ErrorsNameTheKeyAndPosition) {
   EXPECT_FALSE(parseConfigText("[logs]\nkeep = 10\n", "t.toml"));
 }
 
+TEST(Config, SandboxTmpSize) {
+  EXPECT_EQ(parseConfigText("", "t.toml").value().sandboxTmpBytes, 64 << 20);
+  EXPECT_EQ(parseConfigText("[sandbox]\ntmp_size = \"256M\"\n", "t.toml").value().sandboxTmpBytes, 256 << 20);
+  for (const char* bad : {"\"512K\"", "\"lots\"", "\"\"x"}) {
+    auto c = parseConfigText(std::string("[sandbox]\ntmp_size = ") + bad + "\n", "t.toml");
+    ASSERT_FALSE(c) << bad;
+  }
+  auto small = parseConfigText("[sandbox]\ntmp_size = \"512K\"\n", "t.toml");
+  EXPECT_EQ(small.error().message, "t.toml:2:12: 'sandbox.tmp_size' must be a size of at least 1M, like \"64M\"");
+}
+
 TEST(Config, ProxyTuningKeys) {
   auto defaults = parseConfigText("", "t.toml").value();
   EXPECT_EQ(defaults.proxyThreads, 0u);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -45,10 +46,25 @@ bool isDirectory(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+// With a size, the inodes are capped too (one per 8 KiB, at least 1,024):
+// tmpfs's default, half of RAM in pages, would let empty files alone use
+// kernel memory the size does not count.
 std::string tmpfsData(const char* mode, uint64_t sizeBytes) {
   std::string data = std::string("mode=") + mode;
-  if (sizeBytes > 0) data += ",size=" + std::to_string(sizeBytes);
+  if (sizeBytes > 0) {
+    data += ",size=" + std::to_string(sizeBytes);
+    data += ",nr_inodes=" + std::to_string(std::max<uint64_t>(1024, sizeBytes / 8192));
+  }
   return data;
+}
+
+// "64 MiB each" from tmpfs options with size=67108864; "no size cap" without.
+std::string sizeOf(std::string_view data) {
+  const auto at = data.find("size=");
+  if (at == std::string_view::npos) return "no size cap";
+  const uint64_t bytes = std::stoull(std::string(data.substr(at + 5, data.find(',', at) - at - 5)));
+  if (bytes % (1 << 20) == 0) return std::to_string(bytes >> 20) + " MiB each";
+  return std::to_string(bytes) + " bytes each";
 }
 
 // Child side of probePrivateMounts: report = {errno, failed step}.
@@ -127,15 +143,18 @@ std::string MountPlan::describe(int op) const {
 }
 
 std::string MountPlan::summary() const {
-  std::string tmp, readOnly, homes, hidden;
+  std::string tmp, tmpSize, readOnly, homes, hidden;
   for (const Op& op : ops_) {
-    if (op.kind == Kind::kTmpfs) tmp += " " + op.path;
+    if (op.kind == Kind::kTmpfs) {
+      tmp += " " + op.path;
+      tmpSize = sizeOf(op.data);
+    }
     if (op.kind == Kind::kHomesRoot) homes = "; other homes in " + op.path + " hidden";
     if (op.kind == Kind::kReadOnly) readOnly += " " + op.path;
     if (op.kind == Kind::kHide) hidden += " " + op.path;
   }
   std::string out = "own mount namespace per account";
-  if (!tmp.empty()) out += "; private" + tmp;
+  if (!tmp.empty()) out += "; private" + tmp + " (" + tmpSize + ")";
   if (!readOnly.empty()) out += "; read-only" + readOnly;
   out += homes;
   if (!hidden.empty()) out += "; hidden" + hidden;

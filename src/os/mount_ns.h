@@ -44,8 +44,10 @@ std::vector<std::string> defaultReadOnlyDirs();
 
 struct MountOptions {
   bool privateTmp = true;           // tmpfs on /tmp, /var/tmp, /dev/shm
-  uint64_t tmpSizeBytes = 0;        // size= of each; 0 = tmpfs's default (half of RAM);
-                                    // pages are charged to the writer's memory cgroup
+  uint64_t tmpSizeBytes = 0;        // size= of each (and nr_inodes = size / 8 KiB, at least
+                                    // 1,024); 0 = tmpfs's defaults (half of RAM). Pages are
+                                    // charged to the writer's memory cgroup, but they stay
+                                    // when it is gone: the cap is what bounds them
   std::vector<std::string> readOnly = defaultReadOnlyDirs();
   bool hideOtherHomes = false;      // tmpfs on homesRoot, only `home` put back
   std::string homesRoot = "/home";

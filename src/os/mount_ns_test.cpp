@@ -333,6 +333,32 @@ TEST(MountNamespace, RunsJoiningItShareItsTmpAndItsReadOnlyView) {
   EXPECT_EQ(third.out, "0\n");
 }
 
+// An account's tmpfs outlive its runs, so their cap is what bounds them: what
+// one run left counts against the next, and files alone cannot get around it.
+TEST(MountNamespace, ItsTmpfsAreCappedAcrossRuns) {
+  REQUIRE_ROOT();
+  MountOptions options;
+  options.tmpSizeBytes = 1 << 20;
+  auto plan = buildMountPlan(options);
+  ASSERT_TRUE(plan) << plan.error().message;
+  EXPECT_NE(plan->summary().find("/dev/shm (1 MiB each)"), std::string::npos) << plan->summary();
+  auto ns = MountNamespace::make(std::move(*plan));
+  ASSERT_TRUE(ns) << ns.error().message;
+  auto fill = runShellIn(*ns, "head -c 2097152 /dev/zero > /dev/shm/fill; echo rc=$?; wc -c < /dev/shm/fill", true);
+  ASSERT_TRUE(fill.spawned) << fill.out;
+  EXPECT_NE(fill.out.find("No space left on device"), std::string::npos) << fill.out;
+  EXPECT_NE(fill.out.find("rc=1\n1048576\n"), std::string::npos) << fill.out;
+  // The next run finds /dev/shm still full; /tmp is a cap of its own.
+  auto next = runShellIn(*ns, "echo x > /dev/shm/more 2>/dev/null; echo shm=$?; head -c 4096 /dev/zero > /tmp/t; echo tmp=$?", true);
+  EXPECT_EQ(next.out, "shm=1\ntmp=0\n");
+  // Inodes are capped too (1,024 for 1 MiB): empty files run out.
+  auto files = runShellIn(*ns, "i=0; while [ $i -lt 1100 ] && { true > /var/tmp/f$i; } 2>/dev/null; do i=$((i+1)); done; echo $i", true);
+  ASSERT_TRUE(files.spawned) << files.out;
+  ASSERT_FALSE(files.out.empty() || !std::isdigit(static_cast<unsigned char>(files.out[0]))) << files.out;
+  EXPECT_LT(std::stoi(files.out), 1100) << files.out;
+  EXPECT_GT(std::stoi(files.out), 1000) << files.out;
+}
+
 TEST(MountNamespace, AStepThatFailsIsNamed) {
   REQUIRE_ROOT();
   ScratchDir dir;

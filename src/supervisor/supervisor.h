@@ -59,6 +59,9 @@ struct SupervisorOptions {
   // enforced here.
   bool privateMounts = false;
   std::vector<std::string> hidePaths;
+  // The cap of each of an account's private tmpfs (/tmp, /var/tmp, /dev/shm):
+  // they outlive its runs, so no memory cgroup of a run bounds them.
+  uint64_t tmpSizeBytes = 64 << 20;
   // Non-empty: strict mode found a mechanism missing; every start fails with it.
   std::string refuseStarts;
   // Routes the daemon serves by other means (static upstreams): an instance

@@ -273,6 +273,7 @@ Result<std::shared_ptr<const os::MountNamespace>> Supervisor::mountsFor(const st
   view.home = account.home;
   view.hideOtherHomes = true;
   view.hidePaths = options_.hidePaths;
+  view.tmpSizeBytes = options_.tmpSizeBytes;
   // Other accounts' homes, wherever they are (not only under /home).
   auto all = db_.listAccounts();
   if (all) {

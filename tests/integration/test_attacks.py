@@ -514,6 +514,22 @@ def read(path):
 emit({"results": {path: attempt(read, path) for path in ARG.get("read", [])}})
 '''
 
+TMPFILL_PY = r'''
+# Fills ARG["path"] a MiB at a time, up to ARG["limit_mib"], and says how far it got.
+def fill(path, limit_mib):
+    written = 0
+    chunk = b"x" * (1 << 20)
+    try:
+        with open(path, "wb") as f:
+            for _ in range(limit_mib):
+                written += os.write(f.fileno(), chunk)
+    except OSError as e:
+        return {"written": written, "errno": errno.errorcode.get(e.errno, str(e.errno))}
+    return {"written": written, "errno": None}
+st = os.statvfs(os.path.dirname(ARG["path"]))
+emit({"event": "result", "fill": fill(ARG["path"], ARG["limit_mib"]), "size": st.f_blocks * st.f_frsize})
+'''
+
 SETUID_PY = r'''
 def run(argv, stdin=None):
     cp = subprocess.run(argv, capture_output=True, text=True, timeout=10, input=stdin)
@@ -1105,6 +1121,25 @@ class AttackTest(DaemonTestCase):
         # And the host saw neither.
         self.assertFalse(os.path.exists(vic_note))
         self.assertFalse(os.path.exists(atk_note))
+        self.assert_daemon_serves()
+
+    def test_private_tmp_cannot_hoard_memory_across_runs(self):
+        # The account's /dev/shm outlives its runs (and their memory cgroups):
+        # only its cap bounds what runs leave there for the next ones.
+        self.require("private mounts")
+        cap = 64 << 20  # the default [sandbox] tmp_size
+        self.assertIn("64 MiB each", self._doctor["private mounts"]["detail"])
+        _, ev = self.attack("atk-hoard1", TMPFILL_PY, {"path": "/dev/shm/hoard1", "limit_mib": 512})
+        self.assertEqual(ev["size"], cap, ev)
+        self.assertEqual(ev["fill"]["errno"], "ENOSPC", ev)
+        self.assertLessEqual(ev["fill"]["written"], cap, ev)
+        self.assertGreater(ev["fill"]["written"], cap - (4 << 20), ev)
+        # Another run of the account: the space is still taken, nothing more fits.
+        _, ev = self.attack("atk-hoard2", TMPFILL_PY, {"path": "/dev/shm/hoard2", "limit_mib": 16})
+        self.assertEqual(ev["fill"], {"written": 0, "errno": "ENOSPC"}, ev)
+        # The other account's /dev/shm is its own: full room there.
+        _, ev = self.attack("vic-shm", TMPFILL_PY, {"path": "/dev/shm/room", "limit_mib": 16}, account="vic")
+        self.assertEqual(ev["fill"], {"written": 16 << 20, "errno": None}, ev)
         self.assert_daemon_serves()
 
     def test_other_accounts_home_outside_home_root_is_hidden(self):
