@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "base/result.h"
+
 namespace hv {
 
 // $HOSTVISOR_DATA_DIR, else /var/lib/hostvisor for root, else
@@ -13,5 +15,8 @@ std::string defaultDataDir();
 // Files inside a data dir.
 inline std::string socketPath(const std::string& dataDir) { return dataDir + "/api.sock"; }
 inline std::string adminTokenPath(const std::string& dataDir) { return dataDir + "/admin.token"; }
+
+// Writes `text` to `path` via a temp file and rename(2): never half-written.
+Status writeFileAtomic(const std::string& path, const std::string& text, int mode);
 
 }  // namespace hv

@@ -287,6 +287,7 @@ Result<int> serve(const Config& config) {
   options.seccomp = seccomp ? &*seccomp : nullptr;
   options.hidePaths = {dataDir};
   options.tmpSizeBytes = static_cast<uint64_t>(config.sandboxTmpBytes);
+  options.mountStateDir = dataDir + "/mountns";
   options.privateMounts = probeMounts(options.hidePaths, options.tmpSizeBytes, mechanisms);
   logMechanisms(mechanisms);
   if (config.strict) {

@@ -48,15 +48,5 @@ Result<UniqueFd> lockDataDir(const std::string& dir) {
   return fd;
 }
 
-Status writeFileAtomic(const std::string& path, const std::string& text, int mode) {
-  const std::string tmp = path + ".tmp";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
-  if (!fd) return failErrno("create " + tmp, errno);
-  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
-    return failErrno("write " + tmp, errno);
-  if (::fsync(fd.get()) != 0) return failErrno("fsync " + tmp, errno);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return failErrno("rename " + tmp, errno);
-  return {};
-}
 
 }  // namespace hv::daemon

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "base/paths.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 
@@ -17,7 +18,6 @@ Status prepareDataDir(const std::string& dir);
 // holder's pid if another daemon has it. Released when the fd closes.
 Result<UniqueFd> lockDataDir(const std::string& dir);
 
-// Writes `text` to `path` via a temp file and rename(2): never half-written.
-Status writeFileAtomic(const std::string& path, const std::string& text, int mode);
+using hv::writeFileAtomic;  // base/paths.h
 
 }  // namespace hv::daemon

@@ -1,6 +1,7 @@
 #include "os/mount_ns.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -142,6 +143,28 @@ std::string MountPlan::describe(int op) const {
   return "step " + std::to_string(op);
 }
 
+std::string MountPlan::fingerprint() const {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64
+  auto mix = [&h](std::string_view bytes) {
+    for (unsigned char c : bytes) {
+      h ^= c;
+      h *= 0x100000001b3ull;
+    }
+    h ^= 0xff;  // field separator: ("ab","c") and ("a","bc") differ
+    h *= 0x100000001b3ull;
+  };
+  mix("hostvisor mount plan v1");
+  for (const Op& op : ops_) {
+    mix(std::to_string(static_cast<int>(op.kind)));
+    mix(op.path);
+    mix(op.data);
+    mix(std::to_string(op.flags));
+    mix(std::to_string(op.dev));
+    mix(std::to_string(op.ino));
+  }
+  return fmt::format("{:016x}-{}", h, ops_.size());
+}
+
 std::string MountPlan::summary() const {
   std::string tmp, tmpSize, readOnly, homes, hidden;
   for (const Op& op : ops_) {
@@ -274,6 +297,11 @@ Result<MountNamespace> MountNamespace::make(MountPlan plan) {
     return std::unexpected(std::move(e));
   }
   return MountNamespace(std::move(plan), std::move(fd));
+}
+
+uint64_t MountNamespace::inode() const {
+  struct stat st {};
+  return ::fstat(fd_.get(), &st) == 0 ? static_cast<uint64_t>(st.st_ino) : 0;
 }
 
 MountTableWatch::MountTableWatch() : fd_(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC)) {}

@@ -71,6 +71,10 @@ class MountPlan {
   std::string describe(int op) const;
   // The whole plan in one line, for the mechanism table.
   std::string summary() const;
+  // A digest of every step (kind, path, options, flags, device, inode): the
+  // same plan built again gives the same string, across builds too. For
+  // recognizing a namespace made from it after a daemon restart.
+  std::string fingerprint() const;
 
  private:
   friend class MountPlanBuilder;
@@ -106,6 +110,11 @@ class MountNamespace {
   // until the namespace is opened. Errors name the failed step like spawn's
   // "mount" step does; kUnavailable when the kernel refuses (not root).
   static Result<MountNamespace> make(MountPlan plan);
+  // A namespace that exists already (`fd` from /proc/PID/ns/mnt of a process
+  // in it), which the caller has proven was made from `plan`.
+  static MountNamespace adopt(MountPlan plan, UniqueFd fd) { return MountNamespace(std::move(plan), std::move(fd)); }
+  // Its nsfs inode: what stat of /proc/PID/ns/mnt says for any process in it.
+  uint64_t inode() const;
 
   const MountPlan& plan() const { return plan_; }
   int fd() const { return fd_.get(); }

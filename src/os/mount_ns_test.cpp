@@ -395,6 +395,32 @@ TEST(MountNamespace, PlansDifferWhenAPathIsMadeAgain) {
   auto after = buildMountPlan(options);
   ASSERT_TRUE(after);
   EXPECT_FALSE(*before == *after);
+  // The fingerprint (what a restarted daemon compares) follows equality.
+  EXPECT_EQ(before->fingerprint(), same->fingerprint());
+  EXPECT_NE(before->fingerprint(), after->fingerprint());
+  EXPECT_TRUE(before->fingerprint().ends_with("-" + std::to_string(before->size()))) << before->fingerprint();
+  MountOptions capped = options;
+  capped.privateTmp = true;
+  capped.tmpSizeBytes = 32 << 20;
+  auto small = buildMountPlan(capped);
+  capped.tmpSizeBytes = 64 << 20;
+  auto large = buildMountPlan(capped);
+  ASSERT_TRUE(small && large);
+  EXPECT_NE(small->fingerprint(), large->fingerprint());
+}
+
+TEST(MountNamespace, ItsInodeIsTheOneProcSaysForItsMembers) {
+  REQUIRE_ROOT();
+  auto plan = buildMountPlan({});
+  ASSERT_TRUE(plan) << plan.error().message;
+  auto ns = MountNamespace::make(std::move(*plan));
+  ASSERT_TRUE(ns) << ns.error().message;
+  auto run = runShellIn(*ns, "stat -L -c %i /proc/self/ns/mnt", true);
+  ASSERT_TRUE(run.spawned) << run.out;
+  EXPECT_EQ(run.out, std::to_string(ns->inode()) + "\n");
+  struct stat own {};
+  ASSERT_EQ(::stat("/proc/self/ns/mnt", &own), 0);
+  EXPECT_NE(ns->inode(), static_cast<uint64_t>(own.st_ino));
 }
 
 TEST(MountNamespace, JoiningSomethingElseFailsAtSetnsNamingIt) {

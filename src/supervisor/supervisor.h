@@ -13,6 +13,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,6 +63,10 @@ struct SupervisorOptions {
   // The cap of each of an account's private tmpfs (/tmp, /var/tmp, /dev/shm):
   // they outlive its runs, so no memory cgroup of a run bounds them.
   uint64_t tmpSizeBytes = 64 << 20;
+  // Where each account's namespace is recorded (plan fingerprint, nsfs
+  // inode), so that after a daemon restart its next starts rejoin the one its
+  // adopted instances run in, /tmp and all; empty = a restart makes new ones.
+  std::string mountStateDir;
   // Non-empty: strict mode found a mechanism missing; every start fails with it.
   std::string refuseStarts;
   // Routes the daemon serves by other means (static upstreams): an instance
@@ -199,6 +204,8 @@ class Supervisor {
   // start makes a new one (with an empty /tmp). Also retired when a spawn
   // fails joining it, or its account is gone.
   Result<std::shared_ptr<const os::MountNamespace>> mountsFor(const store::AccountRecord& account);
+  std::optional<os::MountNamespace> rejoinMounts(const std::string& account, const os::MountPlan& plan);
+  void recordMounts(const std::string& account, const os::MountNamespace& ns);
   // Network policy of a run: set before its spawn, cleared when it ends.
   Status policeRun(Instance& inst, const store::AccountRecord& account);
   void unpoliceRun(Instance& inst);
@@ -229,6 +236,7 @@ class Supervisor {
     uint64_t mountGeneration = 0;
   };
   std::map<std::string, AccountMounts> accountMounts_;  // by account
+  std::set<std::string> mountsMade_;  // accounts this daemon made or rejoined a namespace for
   os::MountTableWatch mountTable_;
   uint64_t mountGeneration_ = 0;  // + 1 per change MountTableWatch saw
   std::unique_ptr<class SpawnPool> spawner_;  // last: its workers stop before the rest goes

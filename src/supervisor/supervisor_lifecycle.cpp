@@ -7,7 +7,16 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <random>
+
+#include "base/paths.h"
 
 #include "os/process.h"
 #include "os/spawn.h"
@@ -302,15 +311,56 @@ Result<std::shared_ptr<const os::MountNamespace>> Supervisor::mountsFor(const st
     cached.checkedAt = now;
     return cached.ns;
   }
+  // The first start of the account since this daemon began: the namespace
+  // its adopted instances run in, if it was made from this very plan.
+  if (mountsMade_.insert(account.name).second) {
+    if (auto again = rejoinMounts(account.name, *plan)) {
+      spdlog::info("account {}: rejoined the mount namespace of its running instances", account.name);
+      cached = AccountMounts{view.home, std::move(view.hidePaths),
+                             std::make_shared<const os::MountNamespace>(std::move(*again)), now, mountGeneration_};
+      return cached.ns;
+    }
+  }
   auto ns = os::MountNamespace::make(std::move(*plan));
   if (!ns) {
     accountMounts_.erase(account.name);
     return std::unexpected(ns.error());
   }
   spdlog::debug("account {}: new mount namespace ({})", account.name, ns->plan().summary());
+  recordMounts(account.name, *ns);
   cached = AccountMounts{view.home, std::move(view.hidePaths),
                          std::make_shared<const os::MountNamespace>(std::move(*ns)), now, mountGeneration_};
   return cached.ns;
+}
+
+std::optional<os::MountNamespace> Supervisor::rejoinMounts(const std::string& account, const os::MountPlan& plan) {
+  if (options_.mountStateDir.empty()) return std::nullopt;
+  std::ifstream in(options_.mountStateDir + "/" + account);
+  std::string fingerprint;
+  uint64_t inode = 0;
+  if (!(in >> fingerprint >> inode) || fingerprint != plan.fingerprint()) return std::nullopt;
+  for (const auto& [name, owned] : instances_) {
+    const Instance& inst = *owned;
+    if (inst.spec.account != account || inst.pid <= 0 || inst.ownChild || !inst.pidfd) continue;
+    UniqueFd fd(::open(fmt::format("/proc/{}/ns/mnt", inst.pid).c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat st {};
+    if (!fd || ::fstat(fd.get(), &st) != 0 || st.st_ino != inode) continue;
+    // Opened while the adopted process was alive (its pidfd not readable):
+    // not a pid reused since.
+    struct pollfd p {inst.pidfd->native_handle(), POLLIN, 0};
+    if (::poll(&p, 1, 0) != 0) continue;
+    return os::MountNamespace::adopt(plan, std::move(fd));
+  }
+  return std::nullopt;
+}
+
+void Supervisor::recordMounts(const std::string& account, const os::MountNamespace& ns) {
+  if (options_.mountStateDir.empty()) return;
+  if (::mkdir(options_.mountStateDir.c_str(), 0700) != 0 && errno != EEXIST)
+    return spdlog::warn("mount namespaces not recorded in {}: {}", options_.mountStateDir, std::strerror(errno));
+  const std::string text = fmt::format("{} {}\n", ns.plan().fingerprint(), ns.inode());
+  if (auto s = writeFileAtomic(options_.mountStateDir + "/" + account, text, 0600); !s)
+    spdlog::warn("account {}: mount namespace not recorded: {}", account, s.error().message);
 }
 
 void Supervisor::onSpawned(const std::string& name, uint64_t run, const store::AccountRecord& account,

@@ -512,6 +512,8 @@ def read(path):
     with open(path) as f:
         return f.read()
 emit({"results": {path: attempt(read, path) for path in ARG.get("read", [])}})
+if ARG.get("stay"):
+    time.sleep(3600)
 '''
 
 TMPFILL_PY = r'''
@@ -1121,6 +1123,38 @@ class AttackTest(DaemonTestCase):
         # And the host saw neither.
         self.assertFalse(os.path.exists(vic_note))
         self.assertFalse(os.path.exists(atk_note))
+        self.assert_daemon_serves()
+
+    def test_tmp_outlives_a_daemon_restart_only_for_the_same_plan(self):
+        # The account's next starts after a restart rejoin the namespace its
+        # adopted instance runs in: they share its /tmp as before the restart.
+        self.require("private mounts")
+        note = "/tmp/hv-keep-note-" + str(os.getpid())
+        self.addCleanup(unlink_quietly, note)
+        _, ev = self.attack("vic-keep", TMP_PY, {"write": {note: "kept"}, "stay": True}, account="vic")
+        pid = self.d.cli_json("status", "vic-keep", "--json")["pid"]
+        self.d.stop(signal.SIGKILL)
+        self.d.start()
+        self.assertEqual(self.d.cli_json("status", "vic-keep", "--json")["pid"], pid)
+        _, ev = self.attack("vic-later", TMP_PY, {"read": [note]}, account="vic")
+        self.assertEqual(ev["results"][note], {"ok": True, "value": "kept"}, ev)
+        # A plan that differs after the restart (here the config's tmp_size;
+        # as well another account's home to hide, a home made again): the
+        # namespace of the adopted instance is not the one the plan makes, so
+        # the account's next starts get a new one.
+        fd, config = tempfile.mkstemp(prefix="hv-tmpsize-", suffix=".toml")
+        with os.fdopen(fd, "w") as f:
+            f.write('[sandbox]\ntmp_size = "32M"\n')
+        self.addCleanup(os.unlink, config)
+        self.d.stop()
+        self.d.extra_args += ["--config", config]
+        self.d.start()
+        self.assertEqual(self.d.cli_json("status", "vic-keep", "--json")["pid"], pid)
+        _, ev = self.attack("vic-third", TMPFILL_PY, {"path": "/tmp/probe", "limit_mib": 0}, account="vic")
+        self.assertEqual(ev["size"], 32 << 20, ev)
+        _, ev = self.attack("vic-fourth", TMP_PY, {"read": [note]}, account="vic")
+        self.assertTrue(failed_with(ev["results"][note], "ENOENT"), ev)
+        self.assertFalse(os.path.exists(note))
         self.assert_daemon_serves()
 
     def test_private_tmp_cannot_hoard_memory_across_runs(self):
