@@ -168,7 +168,7 @@ std::optional<os::SeccompProgram> buildSeccomp(std::vector<os::MechanismReport>&
   return std::move(*program);
 }
 
-// Private mounts per run, used only if a probe child gets them.
+// Private mounts per account, used only if a probe child gets them.
 bool probeMounts(const std::vector<std::string>& hidePaths, uint64_t tmpSizeBytes,
                  std::vector<os::MechanismReport>& report) {
   os::MountOptions view;

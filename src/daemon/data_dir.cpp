@@ -48,5 +48,4 @@ Result<UniqueFd> lockDataDir(const std::string& dir) {
   return fd;
 }
 
-
 }  // namespace hv::daemon

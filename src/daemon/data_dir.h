@@ -4,7 +4,6 @@
 
 #include <string>
 
-#include "base/paths.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 
@@ -17,7 +16,5 @@ Status prepareDataDir(const std::string& dir);
 // flock(2) on DIR/hostvisor.lock, holding our pid; kConflict naming the
 // holder's pid if another daemon has it. Released when the fd closes.
 Result<UniqueFd> lockDataDir(const std::string& dir);
-
-using hv::writeFileAtomic;  // base/paths.h
 
 }  // namespace hv::daemon

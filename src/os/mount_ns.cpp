@@ -59,11 +59,9 @@ std::string tmpfsData(const char* mode, uint64_t sizeBytes) {
   return data;
 }
 
-// "64 MiB each" from tmpfs options with size=67108864; "no size cap" without.
-std::string sizeOf(std::string_view data) {
-  const auto at = data.find("size=");
-  if (at == std::string_view::npos) return "no size cap";
-  const uint64_t bytes = std::stoull(std::string(data.substr(at + 5, data.find(',', at) - at - 5)));
+// "64 MiB each"; "no size cap" for 0.
+std::string describeTmpSize(uint64_t bytes) {
+  if (bytes == 0) return "no size cap";
   if (bytes % (1 << 20) == 0) return std::to_string(bytes >> 20) + " MiB each";
   return std::to_string(bytes) + " bytes each";
 }
@@ -166,18 +164,15 @@ std::string MountPlan::fingerprint() const {
 }
 
 std::string MountPlan::summary() const {
-  std::string tmp, tmpSize, readOnly, homes, hidden;
+  std::string tmp, readOnly, homes, hidden;
   for (const Op& op : ops_) {
-    if (op.kind == Kind::kTmpfs) {
-      tmp += " " + op.path;
-      tmpSize = sizeOf(op.data);
-    }
+    if (op.kind == Kind::kTmpfs) tmp += " " + op.path;
     if (op.kind == Kind::kHomesRoot) homes = "; other homes in " + op.path + " hidden";
     if (op.kind == Kind::kReadOnly) readOnly += " " + op.path;
     if (op.kind == Kind::kHide) hidden += " " + op.path;
   }
   std::string out = "own mount namespace per account";
-  if (!tmp.empty()) out += "; private" + tmp + " (" + tmpSize + ")";
+  if (!tmp.empty()) out += "; private" + tmp + " (" + describeTmpSize(tmpSizeBytes_) + ")";
   if (!readOnly.empty()) out += "; read-only" + readOnly;
   out += homes;
   if (!hidden.empty()) out += "; hidden" + hidden;
@@ -241,6 +236,7 @@ class MountPlanBuilder {
       if (!resolved || resolved->empty() || !isDirectory(*resolved)) continue;
       freshDirs_.push_back(*resolved);
       add(Kind::kTmpfs, *resolved, tmpfsData("1777", options_.tmpSizeBytes), MS_NOSUID | MS_NODEV);
+      plan_.tmpSizeBytes_ = options_.tmpSizeBytes;
     }
   }
 

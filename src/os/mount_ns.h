@@ -90,6 +90,7 @@ class MountPlan {
   static int applyOp(const Op& op, int& tree) noexcept;
 
   std::vector<Op> ops_;
+  uint64_t tmpSizeBytes_ = 0;  // of its tmpfs steps (in their options too), for summary()
 };
 
 // kInvalidArgument for a relative path, a NUL byte, a hidden path that is not

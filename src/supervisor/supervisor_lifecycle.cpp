@@ -17,7 +17,6 @@
 #include <random>
 
 #include "base/paths.h"
-
 #include "os/process.h"
 #include "os/spawn.h"
 #include "supervisor/proc_time.h"
