@@ -206,6 +206,8 @@ class Supervisor {
   Result<std::shared_ptr<const os::MountNamespace>> mountsFor(const store::AccountRecord& account);
   std::optional<os::MountNamespace> rejoinMounts(const std::string& account, const os::MountPlan& plan);
   void recordMounts(const std::string& account, const os::MountNamespace& ns);
+  void dropMountRecord(const std::string& account);
+  void dropStaleMountRecords();
   // Network policy of a run: set before its spawn, cleared when it ends.
   Status policeRun(Instance& inst, const store::AccountRecord& account);
   void unpoliceRun(Instance& inst);

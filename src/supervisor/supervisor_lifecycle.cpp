@@ -10,9 +10,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 
@@ -78,6 +80,7 @@ Status Supervisor::load() {
     if (inst.spec.lastPid > 0 && adopt(inst)) continue;
     if (inst.spec.wanted && inst.spec.autostart) bootQueue_.push_back(inst.spec.name);
   }
+  dropStaleMountRecords();  // of accounts removed since they were written
   spdlog::info("loaded {} instances, {} to start", instances_.size(), bootQueue_.size());
   startQueued();
   return {};
@@ -292,7 +295,10 @@ Result<std::shared_ptr<const os::MountNamespace>> Supervisor::mountsFor(const st
     }
     // A removed account's namespace (and its /tmp) goes with it.
     std::erase_if(accountMounts_, [&](const auto& entry) {
-      return std::none_of(all->begin(), all->end(), [&](const auto& a) { return a.name == entry.first; });
+      const bool gone =
+          std::none_of(all->begin(), all->end(), [&](const auto& a) { return a.name == entry.first; });
+      if (gone) dropMountRecord(entry.first);
+      return gone;
     });
   }
   if (mountTable_.changed()) ++mountGeneration_;
@@ -351,6 +357,25 @@ std::optional<os::MountNamespace> Supervisor::rejoinMounts(const std::string& ac
     return os::MountNamespace::adopt(plan, std::move(fd));
   }
   return std::nullopt;
+}
+
+void Supervisor::dropMountRecord(const std::string& account) {
+  if (options_.mountStateDir.empty()) return;
+  const std::string path = options_.mountStateDir + "/" + account;
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) spdlog::warn("{}: {}", path, std::strerror(errno));
+}
+
+void Supervisor::dropStaleMountRecords() {
+  if (options_.mountStateDir.empty()) return;
+  auto accounts = db_.listAccounts();
+  std::error_code ec;
+  std::filesystem::directory_iterator dir(options_.mountStateDir, ec);
+  if (!accounts || ec) return;  // nothing recorded yet, or nothing to compare with
+  for (const auto& entry : dir) {
+    const std::string name = entry.path().filename().string();
+    if (std::none_of(accounts->begin(), accounts->end(), [&](const auto& a) { return a.name == name; }))
+      dropMountRecord(name);
+  }
 }
 
 void Supervisor::recordMounts(const std::string& account, const os::MountNamespace& ns) {

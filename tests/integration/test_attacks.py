@@ -1157,6 +1157,27 @@ class AttackTest(DaemonTestCase):
         self.assertFalse(os.path.exists(note))
         self.assert_daemon_serves()
 
+    def test_a_removed_accounts_namespace_record_goes_with_it(self):
+        # DATA_DIR/mountns/ACCOUNT names the namespace a restarted daemon may
+        # rejoin; once the account is removed nothing may rejoin it.
+        self.require("private mounts")
+        records = os.path.join(self.d.data_dir, "mountns")
+        self.attack("vic-once", TMP_PY, {"read": []}, account="vic")
+        self.assertTrue(os.path.exists(os.path.join(records, "vic")))
+        self.d.cli("rm", "vic-once")
+        self.d.cli("account", "rm", "vic")
+        # The next start of another account notices (its namespace is dropped too).
+        self.attack("atk-next", TMP_PY, {"read": []})
+        self.assertEqual(sorted(os.listdir(records)), ["atk"])
+        # A record of an account removed while the daemon was down: gone at load.
+        with open(os.path.join(records, "ghost"), "w") as f:
+            f.write("0123456789abcdef 4026531841\n")
+        self.d.stop()
+        self.d.start()
+        self.assertEqual(sorted(os.listdir(records)), ["atk"])
+        self.add_account("vic", self.vic_user)  # the sentinel below is vic's
+        self.assert_daemon_serves()
+
     def test_private_tmp_cannot_hoard_memory_across_runs(self):
         # The account's /dev/shm outlives its runs (and their memory cgroups):
         # only its cap bounds what runs leave there for the next ones.
