@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -64,6 +65,10 @@ struct EmptyWaiter : std::enable_shared_from_this<EmptyWaiter> {
 std::string signalName(int sig) {
   const char* abbrev = sigabbrev_np(sig);
   return abbrev ? fmt::format("SIG{}", abbrev) : fmt::format("signal {}", sig);
+}
+
+bool isListed(const std::vector<store::AccountRecord>& accounts, const std::string& name) {
+  return std::any_of(accounts.begin(), accounts.end(), [&](const auto& a) { return a.name == name; });
 }
 
 }  // namespace
@@ -293,12 +298,11 @@ Result<std::shared_ptr<const os::MountNamespace>> Supervisor::mountsFor(const st
       const bool ownOrAbove = h == view.home || view.home.starts_with(h + "/") || h == "/";
       if (!ownOrAbove && !h.empty()) view.hidePaths.push_back(h);
     }
-    // A removed account's namespace (and its /tmp) goes with it.
+    // A removed account's namespace (and its /tmp) goes with it, its record too.
     std::erase_if(accountMounts_, [&](const auto& entry) {
-      const bool gone =
-          std::none_of(all->begin(), all->end(), [&](const auto& a) { return a.name == entry.first; });
-      if (gone) dropMountRecord(entry.first);
-      return gone;
+      if (isListed(*all, entry.first)) return false;
+      dropMountRecord(entry.first);
+      return true;
     });
   }
   if (mountTable_.changed()) ++mountGeneration_;
@@ -373,8 +377,7 @@ void Supervisor::dropStaleMountRecords() {
   if (!accounts || ec) return;  // nothing recorded yet, or nothing to compare with
   for (const auto& entry : dir) {
     const std::string name = entry.path().filename().string();
-    if (std::none_of(accounts->begin(), accounts->end(), [&](const auto& a) { return a.name == name; }))
-      dropMountRecord(name);
+    if (!isListed(*accounts, name)) dropMountRecord(name);
   }
 }
 
