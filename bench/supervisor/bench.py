@@ -889,7 +889,10 @@ def bench_floor(args, root, tiny, names):
                             start_new_session=True)
     DAEMONS.add(proc.pid)
     try:
-        first_spawn = float(proc.stdout.readline())
+        line = proc.stdout.readline()
+        if not line:
+            raise BenchError(f"the floor's launcher exited with {proc.wait(10)} before its first spawn")
+        first_spawn = float(line)
         t_exec = watcher.attach(proc.pid).wait_count(n, t0 + args.timeout)
         proc.stdin.close()
         proc.wait(60)
