@@ -148,6 +148,11 @@ void Api::createAccount(Call& call, const Caller& caller) {
   auto body = parseObject(call.req.body());
   if (!body) return call.sendError(body.error());
   store::AccountRecord a;
+  a.maxInstances = hooks_.accountDefaults.maxInstances;
+  a.maxMemoryBytes = hooks_.accountDefaults.maxMemoryBytes;
+  a.maxCpuPercent = hooks_.accountDefaults.maxCpuPercent;
+  a.maxProcs = hooks_.accountDefaults.maxProcs;
+  a.maxOpenFiles = hooks_.accountDefaults.maxOpenFiles;
   Status s = applyAccountFields(*body, true, a);
   if (s && a.user.empty()) s = invalid("field 'user' is required: the Unix user the account's programs run as");
   if (s) s = validateAccountName(a.name);

@@ -31,7 +31,19 @@ Response Api::errorResponse(unsigned version, int status, std::string_view code,
   return res;
 }
 
-void Api::handle(const Request& req, const Peer& peer, Respond respond) {
+std::expected<std::optional<Caller>, Response> Api::admit(const Request& head, const Peer& peer) {
+  const std::string_view target = head.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  if (!path.starts_with("/api/") && path != "/metrics") return std::nullopt;
+  auto caller = authenticate(head, peer);
+  if (caller) return std::optional<Caller>(std::move(*caller));
+  Response res = errorResponse(head.version(), wire::httpStatusOf(caller.error().code), errcName(caller.error().code),
+                               caller.error().message);
+  if (caller.error().code == Errc::kExhausted) res.result(http::status::too_many_requests);
+  return std::unexpected(std::move(res));
+}
+
+void Api::handle(const Request& req, const Peer& peer, Respond respond, const Caller* known) {
   Call call{req, std::move(respond), {}, {}};
   auto url = boost::urls::parse_origin_form(req.target());
   if (!url) return call.sendError(400, "invalid_argument", "the request target is not a valid path");
@@ -48,7 +60,7 @@ void Api::handle(const Request& req, const Peer& peer, Respond respond) {
   if (!isMetrics && (seg.size() < 2 || seg[0] != "api" || seg[1] != "v1"))
     return call.sendError(404, "not_found", fmt::format("no such endpoint: {}", req.target()));
 
-  auto caller = authenticate(req, peer);
+  auto caller = known ? Result<Caller>(*known) : authenticate(req, peer);
   if (!caller) return call.sendError(caller.error());
   if (isMetrics) {
     if (!caller->admin) return call.sendError(403, "forbidden", "/metrics is for the admin");
@@ -58,11 +70,19 @@ void Api::handle(const Request& req, const Peer& peer, Respond respond) {
 }
 
 Result<Caller> Api::authenticate(const Request& req, const Peer& peer) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!peer.address.empty()) {
+    if (const int64_t wait = throttle_.blockedFor(peer.address, now))
+      return fail(Errc::kExhausted, fmt::format("too many failed sign-ins from your address; try again in {} s", wait));
+  }
   Peer who = peer;
   who.authorization = std::string(req[http::field::authorization]);
   auto accounts = db_.listAccounts();
   if (!accounts) return std::unexpected(accounts.error());
-  return auth_.identify(who, *accounts);
+  auto caller = auth_.identify(who, *accounts);
+  if (!caller && caller.error().code == Errc::kUnauthorized && !who.authorization.empty())
+    throttle_.failed(peer.address.empty() ? "the unix socket" : peer.address, now);
+  return caller;
 }
 
 std::expected<LogFollowTarget, Response> Api::logFollowTarget(const Request& req, const Peer& peer) {
@@ -76,12 +96,19 @@ std::expected<LogFollowTarget, Response> Api::logFollowTarget(const Request& req
   if (seg.size() != 5 || seg[0] != "api" || seg[1] != "v1" || seg[2] != "instances" || seg[4] != "logs")
     return refuse(404, "not_found", "WebSocket upgrades are served on /api/v1/instances/{name}/logs only");
   auto caller = authenticate(req, peer);
-  if (!caller) return refuse(wire::httpStatusOf(caller.error().code), errcName(caller.error().code), caller.error().message);
+  if (!caller)
+    return refuse(caller.error().code == Errc::kExhausted ? 429 : wire::httpStatusOf(caller.error().code),
+                  errcName(caller.error().code), caller.error().message);
   auto found = supervisor_.get(seg[3]);
   if (!found || !caller->owns(found->spec.account))
     return refuse(404, "not_found", fmt::format("no instance named '{}'", seg[3]));
-  LogFollowTarget target{&supervisor_.logs(), [sup = &supervisor_, name = std::string(seg[3])] { return sup->has(name); },
-                         seg[3], 100};
+  auto slot = takeFollowSlot(caller->admin ? std::string() : caller->account);
+  if (!slot) return refuse(429, "exhausted", slot.error().message);
+  LogFollowTarget target{&supervisor_.logs(),
+                         [sup = &supervisor_, name = std::string(seg[3]), serial = supervisor_.serialOf(seg[3])] {
+                           return sup->serialOf(name) == serial;
+                         },
+                         seg[3], 100, std::move(*slot)};
   if (auto n = url->params().find("n"); n != url->params().end()) {
     long long lines = 0;
     if (!(*n).has_value || !parseInt((*n).value, 0, 1'000'000, &lines))
@@ -89,6 +116,24 @@ std::expected<LogFollowTarget, Response> Api::logFollowTarget(const Request& req
     target.lines = static_cast<int>(lines);
   }
   return target;
+}
+
+Result<std::shared_ptr<void>> Api::takeFollowSlot(const std::string& account) {
+  // Each follow holds an inotify instance of the daemon's user (the host's
+  // limit is often 128) and a socket: capped per account and in all.
+  FollowCounts& counts = *follows_;
+  if (counts.open >= kMaxFollows)
+    return fail(Errc::kExhausted, fmt::format("the daemon already streams {} logs; try again later", kMaxFollows));
+  size_t& mine = counts.byAccount[account];
+  if (!account.empty() && mine >= kMaxFollowsPerAccount)
+    return fail(Errc::kExhausted, fmt::format("account '{}' already follows {} logs; close one first", account,
+                                              kMaxFollowsPerAccount));
+  ++mine;
+  ++counts.open;
+  return std::shared_ptr<void>(nullptr, [counts = follows_, account](void*) {
+    --counts->open;
+    if (--counts->byAccount[account] == 0) counts->byAccount.erase(account);
+  });
 }
 
 void Api::handleApi(Call& call, const Caller& caller) {
@@ -152,6 +197,7 @@ void Api::createInstance(Call& call, const Caller& caller) {
     return call.sendError(400, "invalid_argument", "field 'account' is required: there is no default account");
   if (!caller.owns(spec.account))
     return call.sendError(403, "forbidden", "you may create instances only in your own account");
+  if (auto s = checkRouteAllowed(caller, spec.route); !s) return call.sendError(s.error());
   const std::string name = spec.name;
   auto created = supervisor_.create(std::move(spec), start);
   audit(caller, "instance.create", name, statusOf(created));
@@ -208,11 +254,23 @@ void Api::handleInstance(Call& call, const Caller& caller, const std::string& na
 void Api::patchInstance(Call& call, const Caller& caller, const std::string& name) {
   auto body = parseObject(call.req.body());
   if (!body) return call.sendError(body.error());
-  auto updated = supervisor_.update(name, [&](store::InstanceRecord& spec) {
-    return applyInstanceFields(*body, BodyMode::kPatch, spec, nullptr);
+  auto updated = supervisor_.update(name, [&](store::InstanceRecord& spec) -> Status {
+    const std::string before = spec.route;
+    if (auto s = applyInstanceFields(*body, BodyMode::kPatch, spec, nullptr); !s) return s;
+    return spec.route == before ? Status{} : checkRouteAllowed(caller, spec.route);
   });
   audit(caller, "instance.update", name, statusOf(updated));
   answerInstance(call, updated);
+}
+
+// A route without a host ("/x/") is served on every domain the proxy
+// answers for, inside other accounts' sites (their cookies, their origin):
+// only the admin (and the daemon's own user) may set one. Accounts give a
+// host: "chat.example.com/ws/".
+Status Api::checkRouteAllowed(const Caller& caller, const std::string& route) {
+  if (caller.admin || route.empty() || !route.starts_with('/')) return {};
+  return fail(Errc::kForbidden, fmt::format("route '{}' has no host, so it would answer on every domain of this "
+                                            "server; give it yours, like 'chat.example.com{}'", route, route));
 }
 
 void Api::audit(const Caller& caller, std::string_view action, std::string_view target, const Status& outcome) {

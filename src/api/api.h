@@ -9,7 +9,11 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include <expected>
 #include <functional>
+#include <memory>
+#include <unordered_map>
+#include <optional>
 
 #include "api/auth.h"
 #include "os/cgroup.h"
@@ -37,6 +41,8 @@ struct ApiHooks {
   const AuditLog* audit = nullptr;  // every change is recorded here
   // More Prometheus text for /metrics (the front proxy's counters).
   std::function<std::string()> extraMetrics;
+  // The quotas of an account added without its own ([account_defaults]).
+  store::AccountRecord accountDefaults;
 };
 
 struct LogFollowTarget;  // log_stream.h
@@ -46,7 +52,14 @@ class Api {
   Api(supervisor::Supervisor& supervisor, store::Database& db, Authenticator auth, ApiHooks hooks)
       : supervisor_(supervisor), db_(db), auth_(std::move(auth)), hooks_(std::move(hooks)) {}
 
-  void handle(const Request& req, const Peer& peer, Respond respond);
+  // `known`: the caller admit() found for this request, if it ran.
+  void handle(const Request& req, const Peer& peer, Respond respond, const Caller* known = nullptr);
+
+  // On the request head, before any body byte is read: the caller of a
+  // request that needs one (/api/..., /metrics), or the refusal to send
+  // (401/403, or 429 after too many failed sign-ins from the address).
+  // nullopt caller: the request needs none (/healthz, unknown paths).
+  std::expected<std::optional<Caller>, Response> admit(const Request& head, const Peer& peer);
 
   // For a WebSocket upgrade: which log the caller may follow, or why not
   // (an error response to send instead).
@@ -76,12 +89,25 @@ class Api {
   void deleteAccount(Call& call, const Caller& caller, const std::string& name);
   void rotateToken(Call& call, const Caller& caller, store::AccountRecord account);
   void audit(const Caller& caller, std::string_view action, std::string_view target, const Status& outcome);
+  static Status checkRouteAllowed(const Caller& caller, const std::string& route);
+
+  // Log follows (WebSocket streams): per account, and in all (the admin's count only there).
+  static constexpr size_t kMaxFollowsPerAccount = 8;
+  static constexpr size_t kMaxFollows = 64;
+  Result<std::shared_ptr<void>> takeFollowSlot(const std::string& account);
 
   supervisor::Supervisor& supervisor_;
   store::Database& db_;
   Authenticator auth_;
+  AuthThrottle throttle_;
   ApiHooks hooks_;
   size_t listBytesHint_ = 0;  // size of the last list body, to reserve the next
+  struct FollowCounts {
+    size_t open = 0;
+    std::unordered_map<std::string, size_t> byAccount;
+  };
+  // Shared with the slots: a stream may end after the Api is gone.
+  std::shared_ptr<FollowCounts> follows_ = std::make_shared<FollowCounts>();
 };
 
 }  // namespace hv::api

@@ -10,6 +10,7 @@
 
 #include "api/api.h"
 #include "api/wire/wire.h"
+#include "base/strings.h"
 
 namespace hv::api {
 
@@ -29,7 +30,9 @@ struct Api::Call {
     res.set(http::field::content_type, type);
     res.set(http::field::cache_control, "no-store");
     res.keep_alive(req.keep_alive());
-    res.body() = std::move(body);
+    // JSON carries names and messages that may hold any bytes (a path, a
+    // program's words): ill-formed UTF-8 becomes U+FFFD, so clients can parse it.
+    res.body() = type == "application/json" ? toValidUtf8(body) : std::move(body);
     res.prepare_payload();
     respond(std::move(res));
   }

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <sys/random.h>
@@ -97,6 +98,27 @@ Result<Caller> Authenticator::identify(const Peer& peer,
       return Caller{false, a.name, "token of account " + a.name};
   }
   return fail(Errc::kUnauthorized, "invalid API token");
+}
+
+int64_t AuthThrottle::blockedFor(const std::string& address, TimePoint now) {
+  auto it = entries_.find(address);
+  if (it == entries_.end()) return 0;
+  if (now - it->second.since >= kWindow) {
+    entries_.erase(it);
+    return 0;
+  }
+  if (it->second.failures < kMaxFailures) return 0;
+  return std::chrono::ceil<std::chrono::seconds>(it->second.since + kWindow - now).count();
+}
+
+void AuthThrottle::failed(const std::string& address, TimePoint now) {
+  if (entries_.size() > 100'000) std::erase_if(entries_, [&](const auto& kv) { return now - kv.second.since >= kWindow; });
+  Entry& e = entries_[address];
+  if (e.failures == 0 || now - e.since >= kWindow) e = Entry{now, 0};
+  ++e.failures;
+  if (e.failures == 1 || e.failures == kMaxFailures)
+    spdlog::warn("api: failed sign-in from {} ({} in the last {} s{})", address, e.failures, kWindow.count(),
+                 e.failures == kMaxFailures ? "; refusing it until the minute is over" : "");
 }
 
 }  // namespace hv::api

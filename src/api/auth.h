@@ -9,7 +9,9 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -28,7 +30,29 @@ struct Caller {
 struct Peer {
   bool viaUnixSocket = false;
   uid_t uid = 0;                   // unix socket only
+  std::string address;             // TCP only: the client's IPv4 address or IPv6 /64
   std::string authorization;       // the Authorization header, if any
+};
+
+// Failed sign-ins per client address (TCP): each is logged, and an address
+// with kMaxFailures in kWindow is refused (429) until the window passes, so
+// a token is not guessed at the speed of the loop. Control thread only.
+class AuthThrottle {
+ public:
+  static constexpr int kMaxFailures = 20;
+  static constexpr std::chrono::seconds kWindow{60};
+  using TimePoint = std::chrono::steady_clock::time_point;
+
+  // Seconds until `address` may try again; 0 = now.
+  int64_t blockedFor(const std::string& address, TimePoint now);
+  void failed(const std::string& address, TimePoint now);
+
+ private:
+  struct Entry {
+    TimePoint since;
+    int failures = 0;
+  };
+  std::unordered_map<std::string, Entry> entries_;
 };
 
 std::string newToken();                        // 64 hex chars from getrandom(2)

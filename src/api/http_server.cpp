@@ -15,6 +15,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 
+#include <unordered_map>
+
 #include "api/log_stream.h"
 
 #include "base/strings.h"
@@ -30,8 +32,36 @@ struct HttpServer::Shared {
   Api& api;
   HttpLimits limits;
   asio::steady_timer trim;
-  size_t connections = 0;
+  size_t tcpConnections = 0;
+  size_t unixConnections = 0;
+  std::unordered_map<std::string, size_t> perClient;  // TCP, by Peer::address
   bool closed = false;
+
+  // Takes a connection slot for `peer`, or false when its cap is reached.
+  bool admitConnection(const Peer& peer) {
+    if (peer.viaUnixSocket) {
+      if (unixConnections >= limits.maxUnixConnections) return false;
+      ++unixConnections;
+      return true;
+    }
+    size_t& mine = perClient[peer.address];
+    if (tcpConnections >= limits.maxConnections || mine >= limits.maxPerClient) {
+      if (mine == 0) perClient.erase(peer.address);
+      return false;
+    }
+    ++mine;
+    ++tcpConnections;
+    return true;
+  }
+  void releaseConnection(const Peer& peer) {
+    if (peer.viaUnixSocket) {
+      --unixConnections;
+      return;
+    }
+    --tcpConnections;
+    auto it = perClient.find(peer.address);
+    if (it != perClient.end() && --it->second == 0) perClient.erase(it);
+  }
 
   // (Re)arms the trim: it runs once large answers have stopped for trimDelay.
   void trimSoon() {
@@ -47,42 +77,75 @@ namespace {
 template <class Protocol>
 class Session : public std::enable_shared_from_this<Session<Protocol>> {
  public:
+  // REQUIRES: shared->admitConnection(peer) returned true.
   Session(typename Protocol::socket socket, std::shared_ptr<HttpServer::Shared> shared, Peer peer)
-      : stream_(std::move(socket)), shared_(std::move(shared)), peer_(std::move(peer)) {
-    ++shared_->connections;
-  }
-  ~Session() { --shared_->connections; }
+      : stream_(std::move(socket)), delay_(stream_.get_executor()), shared_(std::move(shared)), peer_(std::move(peer)) {}
+  ~Session() { shared_->releaseConnection(peer_); }
 
-  void run() { doRead(shared_->limits.idleTimeout); }
+  void run() { doReadHeader(shared_->limits.requestTimeout); }
 
  private:
-  void doRead(std::chrono::seconds timeout) {
+  void doReadHeader(std::chrono::seconds timeout) {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(shared_->limits.headerBytes));
     parser_->body_limit(shared_->limits.bodyBytes);
     stream_.expires_after(timeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&Session::onRead, this->shared_from_this()));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::onHeader, this->shared_from_this()));
   }
 
-  void onRead(error_code ec, size_t) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-        ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
-      return doClose();
-    if (ec == http::error::body_limit)
-      return write(Api::errorResponse(11, 413, "payload_too_large",
-                                      fmt::format("the body is larger than {} bytes", shared_->limits.bodyBytes)));
-    if (ec == http::error::header_limit)
-      return write(Api::errorResponse(11, 431, "invalid_argument",
-                                      fmt::format("the request head is larger than {} bytes", shared_->limits.headerBytes)));
-    if (ec) return write(Api::errorResponse(11, 400, "invalid_argument", "malformed HTTP request: " + ec.message()));
+  // Errors of reading a head or a body; true when one was handled.
+  bool readFailed(error_code ec) {
+    if (!ec) return false;
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::connection_reset ||
+        ec == asio::error::operation_aborted || ec == asio::error::eof)
+      doClose();
+    else if (ec == http::error::body_limit)
+      write(Api::errorResponse(11, 413, "payload_too_large",
+                               fmt::format("the body is larger than {} bytes", shared_->limits.bodyBytes)));
+    else if (ec == http::error::header_limit)
+      write(Api::errorResponse(11, 431, "invalid_argument",
+                               fmt::format("the request head is larger than {} bytes", shared_->limits.headerBytes)));
+    else
+      write(Api::errorResponse(11, 400, "invalid_argument", "malformed HTTP request: " + ec.message()));
+    return true;
+  }
+
+  void onHeader(error_code ec, size_t) {
+    if (readFailed(ec)) return;
     if (beast::websocket::is_upgrade(parser_->get())) {
       auto target = shared_->api.logFollowTarget(parser_->get(), peer_);
-      if (!target) return write(std::move(target.error()));
+      if (!target) return refuse(std::move(target.error()));
       return startLogStream(std::move(stream_), parser_->get(), std::move(*target));
     }
+    auto admitted = shared_->api.admit(parser_->get(), peer_);
+    if (!admitted) return refuse(std::move(admitted.error()));
+    caller_ = std::move(*admitted);
+    if (parser_->is_done()) return dispatch();
+    stream_.expires_after(shared_->limits.requestTimeout);
+    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::onBody, this->shared_from_this()));
+  }
+
+  void onBody(error_code ec, size_t) {
+    if (readFailed(ec)) return;
+    dispatch();
+  }
+
+  void dispatch() {
     stream_.expires_never();  // a stop may take its grace period to answer
     shared_->api.handle(parser_->get(), peer_, [self = this->shared_from_this()](Response res) {
+      self->write(std::move(res));
+    }, caller_ ? &*caller_ : nullptr);
+  }
+
+  // A refused caller: never keep-alive (the body, if any, is not read), and
+  // a wrong token is answered only after a pause, so guesses are slow.
+  void refuse(Response res) {
+    res.keep_alive(false);
+    if (res.result() != http::status::unauthorized) return write(std::move(res));
+    delay_.expires_after(shared_->limits.authFailureDelay);
+    delay_.async_wait([self = this->shared_from_this(), res = std::move(res)](error_code ec) mutable {
+      if (ec || self->shared_->closed) return self->doClose();
       self->write(std::move(res));
     });
   }
@@ -99,7 +162,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     res_ = {};  // free the body now, not with the next answer or the session
     if (large && !shared_->closed) shared_->trimSoon();
     if (ec || !keepAlive || shared_->closed) return doClose();
-    doRead(shared_->limits.idleTimeout);
+    doReadHeader(shared_->limits.idleTimeout);
   }
 
   void doClose() {
@@ -109,8 +172,10 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   }
 
   beast::basic_stream<Protocol> stream_;
+  asio::steady_timer delay_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<Caller> caller_;  // of the request in flight, from admit()
   Response res_;
   std::shared_ptr<HttpServer::Shared> shared_;
   Peer peer_;
@@ -140,7 +205,23 @@ Peer peerOf(asio::local::stream_protocol::socket& s) {
   return p;
 }
 
-Peer peerOf(asio::ip::tcp::socket&) { return Peer{}; }
+// The client's IPv4 address, or its IPv6 /64 (one subscriber holds a whole /64).
+Peer peerOf(asio::ip::tcp::socket& s) {
+  Peer p;
+  error_code ec;
+  auto address = s.remote_endpoint(ec).address();
+  if (ec) return p;
+  if (address.is_v6() && address.to_v6().is_v4_mapped())
+    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  if (address.is_v4()) {
+    p.address = address.to_string();
+  } else {
+    auto bytes = address.to_v6().to_bytes();
+    std::fill(bytes.begin() + 8, bytes.end(), 0);
+    p.address = asio::ip::address_v6(bytes).to_string() + "/64";
+  }
+  return p;
+}
 
 template <class Protocol>
 class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
@@ -172,9 +253,9 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
     }
     // Asio does not open sockets O_CLOEXEC; an instance must never inherit one.
     ::fcntl(socket.native_handle(), F_SETFD, FD_CLOEXEC);
-    if (shared_->connections < shared_->limits.maxConnections) {
+    Peer peer = peerOf(socket);
+    if (shared_->admitConnection(peer)) {
       tuneSocket(socket);
-      Peer peer = peerOf(socket);
       std::make_shared<Session<Protocol>>(std::move(socket), shared_, std::move(peer))->run();
     }
     doAccept();
@@ -207,7 +288,7 @@ Status startListener(asio::io_context& io, typename Protocol::endpoint endpoint,
 }  // namespace
 
 HttpServer::HttpServer(asio::io_context& io, Api& api, HttpLimits limits)
-    : io_(io), shared_(std::make_shared<Shared>(Shared{api, limits, asio::steady_timer(io)})) {}
+    : io_(io), shared_(std::make_shared<Shared>(Shared{api, limits, asio::steady_timer(io), 0, 0, {}, false})) {}
 
 HttpServer::~HttpServer() { close(); }
 

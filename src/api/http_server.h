@@ -1,6 +1,12 @@
 // HttpServer: accepts API connections on a unix socket and on TCP, reads one
 // request at a time with explicit limits (16 KiB head, 1 MiB body, 30 s to
 // send it), hands it to Api::handle and writes the answer; keep-alive.
+// The caller is checked on the head (Api::admit), before any body byte is
+// read: an anonymous client cannot make the daemon hold bodies. A refused
+// sign-in is answered after authFailureDelay and the connection closed.
+// TCP connections are capped per client (IPv4 address or IPv6 /64) and in
+// all; the unix socket (the CLI, the admin) has a cap of its own that no TCP
+// client can use up.
 //
 // Everything runs on the control io_context's single thread. The unix
 // socket's peer uid comes from SO_PEERCRED; TCP callers must bring a token.
@@ -24,9 +30,12 @@ namespace hv::api {
 struct HttpLimits {
   size_t headerBytes = 16 * 1024;
   size_t bodyBytes = 1 << 20;
-  std::chrono::seconds requestTimeout{30};
-  std::chrono::seconds idleTimeout{120};  // keep-alive connection with no request
-  size_t maxConnections = 1024;
+  std::chrono::seconds requestTimeout{30};  // a new connection's first request; any head + body
+  std::chrono::seconds idleTimeout{120};  // keep-alive connection between requests
+  size_t maxConnections = 1024;           // TCP, all clients
+  size_t maxPerClient = 32;               // TCP, per IPv4 address or IPv6 /64
+  size_t maxUnixConnections = 256;        // the unix socket
+  std::chrono::milliseconds authFailureDelay{500};
   size_t trimAfterBytes = 256 * 1024;  // an answer this large arms the trim
   std::chrono::milliseconds trimDelay{1000};
 };

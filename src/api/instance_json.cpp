@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "api/wire/wire.h"
+#include "base/strings.h"
 #include "proxy/route.h"
 #include "supervisor/validation.h"
 
@@ -17,8 +18,10 @@ using supervisor::InstanceStatus;
 namespace {
 
 // A JSON writer straight into one string: no DOM, no allocation per field.
-// Strings are escaped as RFC 8259 requires ('"', '\\', controls); other bytes
-// (UTF-8) are copied as they are, as boost::json::serialize does.
+// Strings are escaped as RFC 8259 requires ('"', '\\', controls); well-formed
+// UTF-8 is copied as it is, and a byte that starts no well-formed sequence
+// becomes U+FFFD: a program's output (last_output) may be any bytes, and the
+// listing must stay JSON that every parser accepts.
 class Writer {
  public:
   explicit Writer(std::string& out) : out_(out) {}
@@ -28,6 +31,17 @@ class Writer {
     size_t run = 0;  // start of the bytes not yet copied
     for (size_t i = 0; i < v.size(); ++i) {
       const unsigned char c = static_cast<unsigned char>(v[i]);
+      if (c >= 0x80) {
+        const size_t n = utf8SequenceAt(v, i);
+        if (n > 0) {
+          i += n - 1;
+          continue;
+        }
+        out_.append(v.data() + run, i - run);
+        run = i + 1;
+        out_.append("\\ufffd");
+        continue;
+      }
       if (c >= 0x20 && c != '"' && c != '\\') continue;
       out_.append(v.data() + run, i - run);
       run = i + 1;

@@ -132,5 +132,18 @@ TEST(InstanceJson, EmptyCollectionsAndAppending) {
   EXPECT_EQ(v.as_array()[1].at("env").as_object().size(), 2u);
 }
 
+// Attack: a program printed bytes that are not UTF-8; its last_output made
+// `hostvisor ls` abort (boost.json) and Python's json.loads fail for every
+// user, the admin included. Ill-formed bytes become U+FFFD.
+TEST(InstanceJson, ProgramBytesThatAreNotUtf8StayValidJson) {
+  InstanceStatus s = sample();
+  s.lastOutput = std::string("boom \xFF\xFE\xC0\xAF end\n\xE2\x82");
+  s.spec.args = {std::string("\x80x")};
+  const json::object o = parsed(s);
+  EXPECT_EQ(o.at("last_output"), "boom \xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD end\n\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(o.at("args"), (json::array{"\xEF\xBF\xBDx"}));
+  EXPECT_EQ(o.at("reason"), "ctl\x01\x1f byte, é utf-8");  // well-formed text is kept as it is
+}
+
 }  // namespace
 }  // namespace hv::api

@@ -34,7 +34,11 @@ class LogStream : public std::enable_shared_from_this<LogStream<Protocol>> {
 
   void run(const Request& req) {
     beast::get_lowest_layer(ws_).expires_never();
-    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    auto timeout = websocket::stream_base::timeout::suggested(beast::role_type::server);
+    timeout.idle_timeout = kFollowIdleTimeout;  // pinged at half of it; no answer: closed
+    timeout.keep_alive_pings = true;
+    ws_.set_option(timeout);
+    ws_.read_message_max(kFollowClientFrameBytes);
     ws_.binary(true);
     ws_.async_accept(req, beast::bind_front_handler(&LogStream::onAccept, this->shared_from_this()));
   }
@@ -75,8 +79,8 @@ class LogStream : public std::enable_shared_from_this<LogStream<Protocol>> {
   void doWatch() {
     inotify_.async_read_some(asio::buffer(events_), [self = this->shared_from_this()](error_code ec, size_t) {
       if (ec) return;
-      if (self->target_.exists && !self->target_.exists()) {
-        self->doSend();  // the last bytes first, if the socket is free
+      if (!self->alive()) {
+        self->doSend();  // the last bytes of its own file first, if the socket is free
         return self->closeWith("instance deleted");
       }
       self->doSend();
@@ -104,8 +108,11 @@ class LogStream : public std::enable_shared_from_this<LogStream<Protocol>> {
     // At the end of the file we hold. Still NAME.log? Then nothing is new.
     struct stat now {};
     if (::stat(path_.c_str(), &now) == 0 && now.st_ino == inode_) return;
-    if (moveOn()) readChunk(file_.get(), offset_);
+    // A new NAME.log after the instance was deleted is another instance's.
+    if (alive() && moveOn()) readChunk(file_.get(), offset_);
   }
+
+  bool alive() const { return !target_.exists || target_.exists(); }
 
   // Our file was rotated away (renamed to NAME.log.k) or removed: go on with
   // the next newer one. False if there is none yet (NAME.log not recreated).

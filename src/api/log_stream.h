@@ -19,6 +19,8 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core/basic_stream.hpp>
 
+#include <chrono>
+#include <memory>
 #include <string>
 
 #include "api/api.h"
@@ -29,10 +31,18 @@ namespace hv::api {
 
 struct LogFollowTarget {
   const supervisor::LogFiles* logs = nullptr;
-  std::function<bool()> exists;  // false once the instance is deleted
+  // False once the instance followed is deleted, even if another (of another
+  // account, perhaps) takes its name: a follow is bound to the instance.
+  std::function<bool()> exists;
   std::string instance;
   int lines = 100;  // how many past lines to send first
+  std::shared_ptr<void> slot;  // the caller's follow slot (Api caps them), held for the stream's life
 };
+
+// A follow's limits: frames from the client (it sends only pings and close)
+// are small, and a client that stops answering pings is dropped.
+constexpr size_t kFollowClientFrameBytes = 4096;
+constexpr std::chrono::seconds kFollowIdleTimeout{60};
 
 void startLogStream(boost::beast::basic_stream<boost::asio::ip::tcp>&& stream, const Request& req,
                     LogFollowTarget target);

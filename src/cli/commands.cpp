@@ -166,7 +166,7 @@ void addLogs(CLI::App& app, const GlobalOptions& global, int* exitCode) {
     }
     *exitCode = request(global, "GET", fmt::format("/api/v1/instances/{}/logs?n={}", *name, *lines), "",
                         [&](const std::string& body) {
-                          std::cout << body << std::flush;
+                          std::cout << logForStdout(body) << std::flush;
                           return 0;
                         });
   });

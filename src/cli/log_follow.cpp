@@ -1,5 +1,7 @@
 #include "cli/log_follow.h"
 
+#include "cli/output.h"
+
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -58,7 +60,8 @@ int followLogs(const ApiClient& client, const std::string& name, int lines) {
       return 1;
     }
     const auto data = buffer.data();
-    if (::write(STDOUT_FILENO, data.data(), data.size()) < 0) return 0;  // stdout closed (| head)
+    const std::string out = logForStdout({static_cast<const char*>(data.data()), data.size()});
+    if (::write(STDOUT_FILENO, out.data(), out.size()) < 0) return 0;  // stdout closed (| head)
     buffer.consume(buffer.size());
   }
 }

@@ -71,6 +71,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
+  } catch (const std::exception& e) {
+    // An answer the CLI cannot read (not JSON, not the expected shape): say
+    // so, never abort with a core dump.
+    std::cerr << "hostvisor: error: unexpected answer from the daemon: " << e.what() << "\n";
+    return 1;
   }
   return exitCode;
 }

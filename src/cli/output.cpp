@@ -1,9 +1,12 @@
 #include "cli/output.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <vector>
+
+#include "base/strings.h"
 
 namespace hv::cli {
 
@@ -11,10 +14,12 @@ namespace json = boost::json;
 
 namespace {
 
-std::string text(const json::value* v) {
+// Values come from programs and accounts: nothing in them may drive the
+// admin's terminal (escape sequences, carriage returns).
+std::string text(const json::value* v, bool keepNewlines = false) {
   if (!v || v->is_null()) return "-";
-  if (v->is_string()) return std::string(v->as_string());
-  return json::serialize(*v);
+  if (v->is_string()) return printable(v->as_string(), keepNewlines);
+  return printable(json::serialize(*v), keepNewlines);
 }
 
 std::string field(const json::object& o, std::string_view key) { return text(o.if_contains(key)); }
@@ -56,11 +61,17 @@ std::string renderTable(const json::array& instances) {
   return out;
 }
 
+std::string logForStdout(std::string_view bytes) {
+  static const bool terminal = ::isatty(STDOUT_FILENO) == 1;
+  return terminal ? printable(bytes, true) : std::string(bytes);
+}
+
 std::string renderStatus(const json::object& o) {
   std::string out;
   size_t width = 0;
   for (const auto& [k, v] : o) width = std::max(width, k.size());
-  for (const auto& [k, v] : o) out += fmt::format("{:<{}}  {}\n", std::string(k) + ":", width + 1, text(&v));
+  for (const auto& [k, v] : o)
+    out += fmt::format("{:<{}}  {}\n", printable(k, false) + ":", width + 1, text(&v, k == "last_output"));
   return out;
 }
 

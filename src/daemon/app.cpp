@@ -41,7 +41,8 @@ namespace {
 
 namespace asio = boost::asio;
 
-store::AccountRecord toRecord(const os::UserInfo& user, std::string name, std::string home, int maxInstances) {
+store::AccountRecord toRecord(const os::UserInfo& user, std::string name, std::string home,
+                              const AccountLimits& limits) {
   store::AccountRecord a;
   a.name = std::move(name);
   a.user = user.name;
@@ -49,7 +50,11 @@ store::AccountRecord toRecord(const os::UserInfo& user, std::string name, std::s
   a.gid = user.gid;
   a.home = home.empty() ? user.home : std::move(home);
   while (a.home.size() > 1 && a.home.back() == '/') a.home.pop_back();
-  a.maxInstances = maxInstances;
+  a.maxInstances = limits.maxInstances;
+  a.maxMemoryBytes = limits.maxMemoryBytes;
+  a.maxCpuPercent = limits.maxCpuPercent;
+  a.maxProcs = limits.maxProcs;
+  a.maxOpenFiles = limits.maxOpenFiles;
   return a;
 }
 
@@ -74,14 +79,14 @@ Result<std::string> syncAccounts(store::Database& db, const Config& config, int6
     auto me = os::lookupUid(::geteuid());
     if (!me) return std::unexpected(me.error().context("find the user running the daemon"));
     const char* home = std::getenv("HOME");
-    if (auto s = upsertAccount(db, toRecord(*me, "default", home && *home ? home : "", 0), now); !s)
+    if (auto s = upsertAccount(db, toRecord(*me, "default", home && *home ? home : "", AccountLimits{0, 0, 0, 0, 0}), now); !s)
       return std::unexpected(s.error());
     return std::string("default");
   }
   for (const AccountConfig& a : config.accounts) {
     auto user = os::lookupUser(a.user);
     if (!user) return std::unexpected(user.error().context(fmt::format("account '{}'", a.name)));
-    if (auto s = upsertAccount(db, toRecord(*user, a.name, a.home, a.maxInstances), now); !s)
+    if (auto s = upsertAccount(db, toRecord(*user, a.name, a.home, a.limits), now); !s)
       return std::unexpected(s.error());
   }
   return config.accounts.size() == 1 ? config.accounts[0].name : std::string();
@@ -341,7 +346,8 @@ Result<int> serve(const Config& config) {
   if (!audit) return std::unexpected(audit.error());
   api::Api api(supervisor, **db, api::Authenticator(api::hashToken(*adminToken), ::geteuid(), *defaultAccount),
                api::ApiHooks{[&](bool stop) { shutdown(stop); }, [&] { return mechanisms; }, &*audit,
-                             [&] { return *proxy ? proxy::prometheusText((*proxy)->stats()) : std::string(); }});
+                             [&] { return *proxy ? proxy::prometheusText((*proxy)->stats()) : std::string(); },
+                             toRecord(os::UserInfo{}, "", "", config.accountDefaults)});
   api::HttpServer server(io, api);
   if (auto s = server.listenUnix(socketPath(dataDir)); !s) return std::unexpected(s.error());
   std::string apiAddress;

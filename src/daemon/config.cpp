@@ -51,6 +51,36 @@ Status read(const toml::table& table, std::string_view key, T& out, const std::s
   return {};
 }
 
+// The quota keys shared by [account_defaults] and [[accounts]].
+Status readLimits(const toml::table& t, AccountLimits& limits, const std::string& source) {
+  if (auto s = read(t, "max_instances", limits.maxInstances, source); !s) return s;
+  if (auto s = read(t, "max_cpu", limits.maxCpuPercent, source); !s) return s;
+  if (auto s = read(t, "max_procs", limits.maxProcs, source); !s) return s;
+  if (auto s = read(t, "max_open_files", limits.maxOpenFiles, source); !s) return s;
+  if (const toml::node* node = t.get("max_memory")) {
+    std::string text;
+    if (auto v = node->value<std::string>()) text = *v;
+    auto bytes = api::wire::parseSize(text);
+    if (!bytes)
+      return fail(Errc::kInvalidArgument, fmt::format("{}: 'max_memory' must be a size like \"4G\" (\"0\" = unlimited)",
+                                                      where(*node, source)));
+    limits.maxMemoryBytes = *bytes;
+  }
+  return {};
+}
+
+Status readAccountDefaults(const toml::table& root, Config& config, const std::string& source) {
+  const toml::node* node = root.get("account_defaults");
+  if (!node) return {};
+  const toml::table* t = node->as_table();
+  if (!t) return fail(Errc::kInvalidArgument, fmt::format("{}: 'account_defaults' must be a table", where(*node, source)));
+  if (auto s = checkKeys(*t, {"max_instances", "max_memory", "max_cpu", "max_procs", "max_open_files"},
+                         "account_defaults.", source);
+      !s)
+    return s;
+  return readLimits(*t, config.accountDefaults, source);
+}
+
 Status readAccounts(const toml::table& root, Config& config, const std::string& source) {
   const toml::node* node = root.get("accounts");
   if (!node) return {};
@@ -59,12 +89,16 @@ Status readAccounts(const toml::table& root, Config& config, const std::string& 
   for (const toml::node& item : *list) {
     const toml::table* t = item.as_table();
     if (!t) return fail(Errc::kInvalidArgument, fmt::format("{}: each account must be a table", where(item, source)));
-    if (auto s = checkKeys(*t, {"name", "user", "home", "max_instances"}, "accounts.", source); !s) return s;
+    if (auto s = checkKeys(*t, {"name", "user", "home", "max_instances", "max_memory", "max_cpu", "max_procs",
+                                "max_open_files"}, "accounts.", source);
+        !s)
+      return s;
     AccountConfig a;
+    a.limits = config.accountDefaults;
     if (auto s = read(*t, "name", a.name, source); !s) return s;
     if (auto s = read(*t, "user", a.user, source); !s) return s;
     if (auto s = read(*t, "home", a.home, source); !s) return s;
-    if (auto s = read(*t, "max_instances", a.maxInstances, source); !s) return s;
+    if (auto s = readLimits(*t, a.limits, source); !s) return s;
     if (a.name.empty() || a.user.empty())
       return fail(Errc::kInvalidArgument, fmt::format("{}: an account needs 'name' and 'user'", where(item, source)));
     config.accounts.push_back(std::move(a));
@@ -283,7 +317,7 @@ Result<Config> parseConfigText(std::string_view text, const std::string& source)
                                                     err.source().begin.column, err.description()));
   }
   Config c;
-  if (auto s = checkKeys(root, {"data_dir", "log_level", "stop_instances_on_exit", "strict", "api", "proxy", "ports", "logs", "accounts", "sandbox"}, "", source); !s)
+  if (auto s = checkKeys(root, {"data_dir", "log_level", "stop_instances_on_exit", "strict", "api", "proxy", "ports", "logs", "accounts", "account_defaults", "sandbox"}, "", source); !s)
     return std::unexpected(s.error());
   std::string range;
   Status s = read(root, "data_dir", c.dataDir, source);
@@ -302,6 +336,7 @@ Result<Config> parseConfigText(std::string_view text, const std::string& source)
   }
   if (s) s = readLogs(root, c, source);
   if (s) s = readProxy(root, c, source);
+  if (s) s = readAccountDefaults(root, c, source);
   if (s) s = readAccounts(root, c, source);
   if (s) s = readSandbox(root, c, source);
   if (!s) return std::unexpected(s.error());

@@ -13,11 +13,24 @@
 
 namespace hv::daemon {
 
+// [account_defaults]: the quotas an account gets when it is added (by the
+// API, the CLI or [[accounts]]) without naming its own. 0 = unlimited, which
+// only the admin can set (PATCH /api/v1/accounts/NAME). The embedded default
+// account (the daemon's own user, no [[accounts]]) stays unlimited: its
+// programs could do all of that as the same user anyway.
+struct AccountLimits {
+  int maxInstances = 20;
+  int64_t maxMemoryBytes = 4LL << 30;  // total of its instances; each gets 256M unless it names a limit
+  int maxCpuPercent = 100;             // per instance: one core
+  int maxProcs = 128;                  // per instance
+  int maxOpenFiles = 4096;             // per instance
+};
+
 struct AccountConfig {
   std::string name;
   std::string user;
   std::string home;       // "" = the user's home from the passwd database
-  int maxInstances = 0;   // 0 = unlimited
+  AccountLimits limits;   // [account_defaults] unless the table names its own
 };
 
 struct Config {
@@ -60,6 +73,7 @@ struct Config {
   int64_t logMaxBytes = 10 << 20;             // [logs] max_size: rotate past this
   int logKeep = 3;                            // [logs] keep: rotated files kept
   std::vector<AccountConfig> accounts;        // empty = one account `default`
+  AccountLimits accountDefaults;              // [account_defaults]
   std::string sandboxNetwork = "auto";        // [sandbox] network: auto | bpf | nftables | off
   // [sandbox] tmp_size: each account's private /tmp, /var/tmp and /dev/shm
   // are tmpfs (memory) that outlive its runs: each is capped at this size.

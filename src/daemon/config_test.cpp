@@ -51,7 +51,8 @@ max_instances = 3
   EXPECT_EQ(c.logMaxBytes, 1 << 20);
   EXPECT_EQ(c.logKeep, 5);
   ASSERT_EQ(c.accounts.size(), 1u);
-  EXPECT_EQ(c.accounts[0].maxInstances, 3);
+  EXPECT_EQ(c.accounts[0].limits.maxInstances, 3);
+  EXPECT_EQ(c.accounts[0].limits.maxProcs, AccountLimits{}.maxProcs);  // [account_defaults]
 }
 
 TEST(Config, ErrorsNameTheKeyAndPosition) {

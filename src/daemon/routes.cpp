@@ -101,7 +101,7 @@ std::vector<proxy::Route> routesFor(const std::vector<supervisor::RouteView>& in
     r.host = std::move(spec->first);
     r.pathPrefix = std::move(spec->second);
     r.stripPrefix = s.stripPrefix;
-    r.upstreams.push_back(proxy::Upstream{"127.0.0.1", static_cast<uint16_t>(s.port), healthOf(s.state)});
+    r.upstreams.push_back(proxy::Upstream{"127.0.0.1", static_cast<uint16_t>(s.port), healthOf(s.state), s.run});
     for (const auto& text : s.access) {
       if (auto rule = proxy::CidrRule::parse(text)) r.access.push_back(*rule);
     }

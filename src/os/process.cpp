@@ -92,6 +92,15 @@ Result<std::optional<ExitStatus>> reap(int pidfd) {
   return std::optional<ExitStatus>(ExitStatus{false, -1, false});
 }
 
+bool exitedUnreaped(int pidfd) {
+  siginfo_t info{};
+  int rc;
+  do {
+    rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG | WNOWAIT);
+  } while (rc < 0 && errno == EINTR);
+  return rc == 0 && info.si_pid != 0;
+}
+
 Result<UniqueFd> openPidfd(pid_t pid) {
   if (pid <= 0) return fail(Errc::kInvalidArgument, "pidfd_open: invalid pid " + std::to_string(pid));
   long fd = ::syscall(SYS_pidfd_open, pid, 0);  // O_CLOEXEC is implied (pidfd_open(2))

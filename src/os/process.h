@@ -28,6 +28,11 @@ Status sendSignal(int pidfd, int sig);
 // has exited this returns ExitStatus{signaled = false, code = -1}.
 Result<std::optional<ExitStatus>> reap(int pidfd);
 
+// True when our child has exited and is not reaped yet (a zombie: its pid,
+// and the process group id it leads, cannot be reused until reap()).
+// waitid(WNOWAIT) leaves it a zombie.
+bool exitedUnreaped(int pidfd);
+
 // pidfd_open(2) for an existing pid (re-adoption after a daemon restart);
 // kNotFound if there is no such process.
 Result<UniqueFd> openPidfd(pid_t pid);

@@ -58,6 +58,23 @@ TEST(Process, ReapReturnsNulloptWhileRunning) {
   EXPECT_FALSE(status->has_value());
 }
 
+// The supervisor kills what a program left in its process group while the
+// exited leader is still a zombie: until reap() its pid (the group id) cannot
+// be handed to another process, so kill(-pid) never reaches a stranger.
+TEST(Process, ExitedUnreapedHoldsThePidUntilReap) {
+  Result<Child> child = spawnSleep();
+  ASSERT_TRUE(child) << child.error().message;
+  EXPECT_FALSE(exitedUnreaped(child->pidfd.get()));  // running
+  ASSERT_TRUE(sendSignal(child->pidfd.get(), SIGKILL));
+  ASSERT_TRUE(waitReadable(child->pidfd.get()));
+  EXPECT_TRUE(exitedUnreaped(child->pidfd.get()));
+  EXPECT_TRUE(exitedUnreaped(child->pidfd.get()));  // WNOWAIT: still a zombie
+  EXPECT_EQ(::kill(child->pid, 0), 0) << "the zombie's pid must still be taken";
+  auto status = reap(child->pidfd.get());
+  ASSERT_TRUE(status && status->has_value());
+  EXPECT_FALSE(exitedUnreaped(child->pidfd.get()));  // reaped
+}
+
 TEST(Process, SendSignalAfterReapReportsNotFound) {
   Result<Child> child = spawnSleep();
   ASSERT_TRUE(child) << child.error().message;

@@ -1,5 +1,8 @@
 #include "os/users.h"
 
+#include <sys/fsuid.h>
+#include <unistd.h>
+
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
@@ -82,6 +85,19 @@ Result<UserInfo> lookupUid(uid_t uid) {
     return ::getpwuid_r(uid, pwd, buf, len, out);
   };
   return lookupWith(byUid, "getpwuid_r", "with uid " + std::to_string(uid));
+}
+
+AsFileSystemUser::AsFileSystemUser(uid_t uid, gid_t gid) {
+  if (::geteuid() != 0 || uid == 0) return;
+  active_ = true;
+  oldGid_ = static_cast<gid_t>(::setfsgid(gid));  // first, while still privileged
+  oldUid_ = static_cast<uid_t>(::setfsuid(uid));
+}
+
+AsFileSystemUser::~AsFileSystemUser() {
+  if (!active_) return;
+  ::setfsuid(oldUid_);
+  ::setfsgid(oldGid_);
 }
 
 }  // namespace hv::os

@@ -19,15 +19,21 @@ namespace hv::proxy {
 using AddressKey = std::array<uint8_t, 16>;  // IPv4 as IPv4-mapped IPv6
 
 AddressKey addressKey(const boost::asio::ip::address& address);
+// The key a client is counted under: its IPv4 address, or its IPv6 /64 (one
+// subscriber gets a whole /64 and can pick any address in it at will).
+AddressKey clientKey(const boost::asio::ip::address& address);
 
 class ClientLimiter {
  public:
-  explicit ClientLimiter(size_t maxPerClient) : max_(maxPerClient) {}
+  // `maxTotal` caps open connections across all clients (0 = from the
+  // descriptor limit: each proxied connection holds two descriptors).
+  explicit ClientLimiter(size_t maxPerClient, size_t maxTotal = 0);
   ClientLimiter(const ClientLimiter&) = delete;
   ClientLimiter& operator=(const ClientLimiter&) = delete;
 
-  bool acquire(const AddressKey& key);  // false: the client is at its limit
+  bool acquire(const AddressKey& key);  // false: the client, or the proxy, is at its limit
   void release(const AddressKey& key);
+  size_t maxTotal() const { return maxTotal_; }
 
  private:
   struct Hash {
@@ -40,6 +46,8 @@ class ClientLimiter {
   Shard& shardOf(const AddressKey& key);
 
   size_t max_;
+  size_t maxTotal_;
+  std::atomic<size_t> total_{0};
   std::array<Shard, 16> shards_;
 };
 

@@ -6,6 +6,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <cerrno>
 #include <sstream>
 
 #include "proxy/http_session.h"
@@ -26,6 +27,12 @@ std::string endpointText(const tcp::endpoint& ep) {
                               : fmt::format("{}:{}", ep.address().to_string(), ep.port());
 }
 
+bool isLocalShortage(const error_code& ec) {
+  if (ec.category() != boost::system::system_category()) return false;
+  const int e = ec.value();
+  return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
 }  // namespace
 
 void HttpSession::doForward() {
@@ -33,21 +40,22 @@ void HttpSession::doForward() {
   const auto pick = worker_.upstreams().choose(*route_, tried_, now);
   using Kind = Upstreams::Pick::Kind;
   switch (pick.kind) {
-    case Kind::kStarting: return holdOr(status::service_unavailable, displayName() + " is starting; try again shortly");
-    case Kind::kExhausted: return holdOr(status::bad_gateway, displayName() + lastFailure_);
-    case Kind::kDown: return reply(status::bad_gateway, displayName() + " is not running", !keepAlive_);
+    case Kind::kStarting: return holdOr(status::service_unavailable, publicName() + " is starting; try again shortly");
+    case Kind::kExhausted: return holdOr(status::bad_gateway, publicName() + lastFailure_);
+    case Kind::kDown: return reply(status::bad_gateway, publicName() + " is not running", !keepAlive_);
     case Kind::kEndpoint: break;
   }
   const tcp::endpoint& ep = route_->endpoints[pick.index];
+  const uint64_t run = route_->route.upstreams[pick.index].run;
   lease_ = worker_.upstreams().lease(ep);
   const bool check = checkPooled_ || !isIdempotent(request_.method());
-  if (auto idle = worker_.upstreams().takeIdle(ep, now, check)) {
+  if (auto idle = worker_.upstreams().takeIdle(ep, run, now, check)) {
     upstream_ = std::move(idle);
     reused_ = true;
     bump(worker_.stats().upstreamReuses);
     return doSendRequest();
   }
-  doConnect(ep);
+  doConnect(ep, run);
 }
 
 // Holds the request (no buffer read from the client meanwhile) until the
@@ -78,8 +86,8 @@ void HttpSession::onHoldWake() {
   if (resolveRoute()) doForward();
 }
 
-void HttpSession::doConnect(const tcp::endpoint& ep) {
-  upstream_ = std::make_unique<UpstreamConn>(worker_.io(), ep);
+void HttpSession::doConnect(const tcp::endpoint& ep, uint64_t run) {
+  upstream_ = std::make_unique<UpstreamConn>(worker_.io(), ep, run);
   reused_ = false;
   bump(worker_.stats().upstreamConnects);
   arm(worker_.limits().connectTimeout, Phase::kConnect);
@@ -89,6 +97,14 @@ void HttpSession::doConnect(const tcp::endpoint& ep) {
 void HttpSession::onConnect(error_code ec) {
   if (closed_) return;
   disarm();
+  if (ec && isLocalShortage(ec)) {
+    // Our own shortage (out of descriptors or memory), not the upstream's:
+    // its health must not change (a proxy under a connection flood would
+    // otherwise mark healthy instances failed). Nothing was sent.
+    spdlog::warn("proxy: {}: cannot open a connection: {}", displayName(), ec.message());
+    dropUpstream();
+    return reply(status::service_unavailable, "the proxy is out of resources; try again shortly", true);
+  }
   if (ec) {
     const tcp::endpoint ep = upstream_->endpoint;
     bump(worker_.stats().upstreamFailures);
@@ -136,11 +152,11 @@ void HttpSession::onResponseHeader(error_code ec, size_t) {
   if (closed_) return;
   disarm();
   if (ec && timedOut_)
-    return reply(status::gateway_timeout, fmt::format("{} did not answer in time", displayName()), !keepAlive_);
+    return reply(status::gateway_timeout, fmt::format("{} did not answer in time", publicName()), !keepAlive_);
   if (ec) return retryOrFail(ec);
   const unsigned code = response_->get().result_int();
   if (code == 101 && upgrade_) return startTunnel();
-  if (code == 101) return reply(status::bad_gateway, displayName() + " switched protocols unasked", true);
+  if (code == 101) return reply(status::bad_gateway, publicName() + " switched protocols unasked", true);
   if (code / 100 == 1) return doReadResponseHeader();  // 100 Continue, 103 Early Hints: the final one follows
   doRelayHeader();
 }
@@ -161,7 +177,7 @@ void HttpSession::retryOrFail(error_code ec) {
     response_.reset();
     return doForward();
   }
-  reply(status::bad_gateway, displayName() + " closed the connection without answering", !keepAlive_);
+  reply(status::bad_gateway, publicName() + " closed the connection without answering", !keepAlive_);
 }
 
 void HttpSession::doRelayHeader() {

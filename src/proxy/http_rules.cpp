@@ -114,9 +114,16 @@ bool isIdempotent(http::verb m) {
 }
 
 void removeHopByHop(http::fields& fields) {
+  // Fields the message cannot do without: a Connection option naming them is
+  // ignored ("Connection: Host" must not strip the Host the route was chosen by).
+  static constexpr std::array kEssential = {field::host, field::content_length, field::content_type,
+                                            field::authorization, field::cookie, field::set_cookie};
   std::vector<std::string> named;
   for (auto it = fields.find(field::connection); it != fields.end() && it->name() == field::connection; ++it)
-    for (auto token : http::token_list(it->value())) named.emplace_back(token);
+    for (auto token : http::token_list(it->value())) {
+      const field f = http::string_to_field(token);
+      if (std::find(kEssential.begin(), kEssential.end(), f) == kEssential.end()) named.emplace_back(token);
+    }
   for (const std::string& name : named) fields.erase(name);
   static constexpr std::array kFixed = {field::connection,        field::keep_alive, field::proxy_connection,
                                         field::te,                field::trailer,    field::transfer_encoding,
@@ -133,6 +140,13 @@ void prepareUpstreamRequest(http::request<http::string_body>& req, std::string_v
   for (auto f : {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "X-Real-IP"})
     req.erase(f);
   req.erase(field::forwarded);
+  // A name with '_' is dropped, as nginx does by default (underscores_in_headers
+  // off): CGI-style backends map both '-' and '_' to the same variable, so
+  // "X_Forwarded_For" would pass for the X-Forwarded-For we set.
+  std::vector<std::string> underscored;
+  for (const auto& f : req)
+    if (f.name_string().find('_') != std::string_view::npos) underscored.emplace_back(f.name_string());
+  for (const std::string& name : underscored) req.erase(name);
   const std::string ip = clientAddress(client.address);
   const char* proto = client.tls ? "https" : "http";
   req.set("X-Forwarded-For", ip);

@@ -45,7 +45,9 @@ std::optional<Target> parseTarget(std::string_view target);
 bool isIdempotent(http::verb method);
 
 // Removes Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
-// Transfer-Encoding, Upgrade and every field named in Connection (RFC 9110 7.6.1).
+// Transfer-Encoding, Upgrade and every field named in Connection (RFC 9110
+// 7.6.1) except the essential ones (Host, Content-Length, Content-Type,
+// Authorization, Cookie, Set-Cookie), which no Connection option removes.
 void removeHopByHop(http::fields& fields);
 
 struct ClientInfo {
@@ -54,6 +56,7 @@ struct ClientInfo {
 };
 
 // Rewrites a received request for the upstream: hop-by-hop fields removed,
+// fields whose name has an underscore dropped (as nginx does),
 // Expect dropped (the proxy answered 100-continue itself), the client's
 // X-Forwarded-*/X-Real-IP/Forwarded replaced by ours (this proxy is the edge:
 // what a client claims there cannot be trusted), the target set, and for a

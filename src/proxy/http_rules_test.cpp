@@ -142,6 +142,28 @@ TEST(HttpRules, UpstreamRequestCarriesForwardedAndDropsClientClaims) {
   EXPECT_EQ(post[http::field::forwarded], "for=\"[2001:db8::1]\";host=\"h\";proto=http");
 }
 
+// Attack: "Connection: Host" stripped the Host field the route was chosen by,
+// and "X_Forwarded_For" reached the backend beside our X-Forwarded-For
+// (CGI-style backends read both as HTTP_X_FORWARDED_FOR).
+TEST(HttpRules, ConnectionCannotStripEssentialsAndUnderscoredNamesAreDropped) {
+  http::request<http::string_body> req{http::verb::get, "/app/x", 11};
+  req.set(http::field::host, "b.example.com");
+  req.set(http::field::cookie, "session=1");
+  req.set(http::field::connection, "Host, Cookie, Authorization, X-Hop");
+  req.set(http::field::authorization, "Bearer t");
+  req.set("X-Hop", "1");
+  req.set("X_Forwarded_For", "6.6.6.6");
+  req.set("x_real_ip", "6.6.6.6");
+  prepareUpstreamRequest(req, "/app/x", ClientInfo{boost::asio::ip::make_address("10.0.0.7"), false}, false);
+  EXPECT_EQ(req[http::field::host], "b.example.com");
+  EXPECT_EQ(req[http::field::cookie], "session=1");
+  EXPECT_EQ(req[http::field::authorization], "Bearer t");
+  EXPECT_EQ(req.count("X-Hop"), 0u);
+  EXPECT_EQ(req.count("X_Forwarded_For"), 0u);
+  EXPECT_EQ(req.count("x_real_ip"), 0u);
+  EXPECT_EQ(req["X-Forwarded-For"], "10.0.0.7");
+}
+
 TEST(HttpRules, ClientResponseFraming) {
   http::response_header<> res;
   res.result(http::status::ok);

@@ -159,6 +159,9 @@ void HttpSession::onHeader() {
   if (!target)
     return reply(status::bad_request, "the target is not a path, or has a '.' or '..' segment", true);
   target_ = std::move(*target);
+  // Absolute form: the target's authority wins over Host (RFC 9112 3.2.2), for
+  // routing and for what the upstream sees, so the two always agree.
+  if (!target_.host.empty()) parser_->get().set(http::field::host, target_.host);
   const std::string_view rawHost = target_.host.empty() ? std::string_view(req[http::field::host]) : target_.host;
   host_ = normalizeHost(rawHost);
   if (host_.empty() && !rawHost.empty()) return reply(status::bad_request, "the Host field is not a host name", true);
@@ -323,6 +326,13 @@ void HttpSession::onDeadline(uint64_t generation, error_code ec) {
   timedOut_ = true;
   client_.cancel();
   if (upstream_) upstream_->stream.cancel();
+}
+
+// What a client is told: never an instance's name (it is the account's
+// business, and names help an attacker aim; the log says which one it was).
+// A static upstream is the admin's and keeps its name.
+std::string HttpSession::publicName() const {
+  return route_ && route_->route.origin == Route::Origin::kStatic ? displayName() : "the application";
 }
 
 std::string HttpSession::displayName() const {

@@ -69,13 +69,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Clo
   void stopDeadline();                           // the session ends: no wait stays pending
   void onDeadline(uint64_t generation, error_code ec);
   std::string displayName() const;
+  std::string publicName() const;  // in answers to clients
 
   // Upstream side (http_forward.cpp).
   void doForward();
   void holdOr(http::status status, std::string hint);
   void wakeFromHold();
   void onHoldWake();
-  void doConnect(const tcp::endpoint& ep);
+  void doConnect(const tcp::endpoint& ep, uint64_t run);
   void onConnect(error_code ec);
   void doSendRequest();
   void onSent(error_code ec, size_t n);

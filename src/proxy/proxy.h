@@ -39,7 +39,8 @@ struct Limits {
   milliseconds handshakeTimeout{10'000};  // TLS handshake; WebSocket upgrade request → 101
   milliseconds tunnelIdle{3'600'000};   // no byte either way; per route: Route::idleTimeout
   milliseconds tunnelLifetime{0};       // hard cap on a tunnel's age; 0 = none
-  size_t maxConnsPerClient = 256;       // open connections (incl. tunnels) per client address
+  size_t maxConnsPerClient = 256;       // open connections (incl. tunnels) per client IPv4 address or IPv6 /64
+  size_t maxConnections = 0;            // open client connections in all; 0 = (RLIMIT_NOFILE - 256) / 2
   milliseconds ejectTime{10'000};       // passive health: how long a failed upstream is skipped
   size_t idleUpstreamsPerHost = 32;     // keep-alive pool size per upstream, per loop
   milliseconds upstreamIdleTimeout{30'000};  // pooled upstream connections older than this are closed

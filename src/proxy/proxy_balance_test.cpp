@@ -76,5 +76,25 @@ TEST_F(ProxyBalance, StaticUpstreamsCanMixHealthStates) {
   EXPECT_EQ(spread(3), (std::map<std::string, int>{{"a", 3}}));
 }
 
+// Attack (traffic hijack): account A's instance filled the proxy's keep-alive
+// pool for its port, was deleted, and account B's new instance got the same
+// port; B's customers' requests then went down A's pooled connections (held
+// by another of A's programs). A pooled connection belongs to its run.
+TEST_F(ProxyBalance, PooledConnectionsServeOnlyTheRunTheyWereOpenedTo) {
+  Route attacker = routeTo("/", {a.port()}, "", "a1");
+  attacker.upstreams[0].run = 1;
+  ASSERT_TRUE(proxy->setRoutes({attacker}));
+  EXPECT_EQ(spread(2), (std::map<std::string, int>{{"a", 2}}));
+  EXPECT_EQ(a.connections(), 1);
+  EXPECT_EQ(proxy->stats().upstreamReuses, 1u);  // the pool works within a run
+
+  Route victim = routeTo("/", {a.port()}, "", "victim");  // same port, another run
+  victim.upstreams[0].run = 2;
+  ASSERT_TRUE(proxy->setRoutes({victim}));
+  EXPECT_EQ(spread(2), (std::map<std::string, int>{{"a", 2}}));
+  EXPECT_EQ(a.connections(), 2) << "a connection pooled for run 1 served run 2";
+  EXPECT_EQ(proxy->stats().upstreamReuses, 2u);  // only run 2's own connection was reused
+}
+
 }  // namespace
 }  // namespace hv::proxy::test

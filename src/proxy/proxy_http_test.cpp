@@ -53,6 +53,10 @@ TEST_F(ProxyHttp, AbsoluteFormTargetRoutesByItsHost) {
   ASSERT_TRUE(r);
   EXPECT_EQ(echoed(r->body(), "backend"), "a");
   EXPECT_EQ(echoed(r->body(), "target"), "/p?q");
+  // Attack: routed by the URI, the backend was shown "Host: ignored.test" (an
+  // attacker's name inside another account's origin). The two agree now.
+  EXPECT_EQ(echoed(r->body(), "header:host"), "a.test");
+  EXPECT_EQ(echoed(r->body(), "header:x-forwarded-host"), "a.test");
 }
 
 TEST_F(ProxyHttp, AddsForwardedHeadersAndReplacesClientClaims) {
@@ -219,7 +223,9 @@ TEST_F(ProxyHttp, DownInstanceIs502) {
   auto r = get("/");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 502);
-  EXPECT_NE(r->body().find("instance chat is not running"), std::string::npos) << r->body();
+  EXPECT_NE(r->body().find("the application is not running"), std::string::npos) << r->body();
+  // Information for an attacker: the 502 page used to name the instance.
+  EXPECT_EQ(r->body().find("chat"), std::string::npos) << r->body();
   EXPECT_EQ(a.requests(), 0);
 }
 
@@ -228,7 +234,7 @@ TEST_F(ProxyHttp, RefusedConnectIs502) {
   auto r = get("/");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 502);
-  EXPECT_NE(r->body().find("instance chat is not accepting connections"), std::string::npos) << r->body();
+  EXPECT_NE(r->body().find("the application is not accepting connections"), std::string::npos) << r->body();
   EXPECT_EQ(proxy->stats().upstreamFailures, 1u);
 }
 
@@ -240,7 +246,7 @@ TEST_F(ProxyHttp, StartingInstanceIs503) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 503);
   EXPECT_EQ((*r)[http::field::retry_after], "2");
-  EXPECT_NE(r->body().find("instance chat is starting"), std::string::npos) << r->body();
+  EXPECT_NE(r->body().find("the application is starting"), std::string::npos) << r->body();
 }
 
 TEST_F(ProxyHttp, HoldWhileStartingServesOnceTheRouteComesUp) {

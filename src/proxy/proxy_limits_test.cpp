@@ -1,7 +1,13 @@
 // Loopback tests of the proxy's defences: smuggling patterns, size and count
 // limits, timeouts, the per-client connection limit.
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <filesystem>
+
+#include "proxy/client_limiter.h"
 #include "proxy/test_support.h"
 
 namespace hv::proxy::test {
@@ -178,6 +184,76 @@ TEST_F(ProxyLimits, ConnectionsPerClientAreCapped) {
   auto r = c4.get("/");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 200);
+}
+
+// The highest descriptor number this process has open.
+int highestOpenFd() {
+  int highest = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd"))
+    highest = std::max(highest, std::stoi(e.path().filename().string()));
+  return highest;
+}
+
+// Attack: a flood of connections took the proxy to EMFILE, and the failed
+// upstream connect marked a healthy instance as failed (ejected) for everyone.
+TEST_F(ProxyLimits, OutOfDescriptorsIs503AndLeavesTheUpstreamHealthy) {
+  proxy = startProxy();
+  ASSERT_TRUE(proxy);
+  ASSERT_TRUE(proxy->setRoutes({routeTo("/", {backend.port()}, "app.test")}));
+  Client c;
+  ASSERT_TRUE(c.connect(proxy->boundAddress()));
+  auto accepted = c.get("/", "other.test");  // a 404 that keeps the connection: the proxy holds its fd now
+  ASSERT_TRUE(accepted);
+  ASSERT_EQ(accepted->result_int(), 404);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(highestOpenFd() + 1);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  std::vector<int> fillers;  // every free number below the limit, so no socket() can succeed
+  for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) fillers.push_back(fd);
+  Request req{http::verb::post, "/", 11};  // not retried elsewhere: one connect attempt only
+  req.set(http::field::host, "app.test");
+  auto r = c.request(req);
+  for (int fd : fillers) ::close(fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->result_int(), 503) << r->body();
+  EXPECT_EQ(proxy->stats().upstreamFailures, 0u) << "a local shortage was counted against the upstream";
+  Client again;
+  ASSERT_TRUE(again.connect(proxy->boundAddress()));
+  auto after = again.get("/", "app.test");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->result_int(), 200) << "the upstream was ejected";
+}
+
+// Attack: the per-client cap counted each IPv6 /128 on its own, and a client
+// owns a whole /64. And nothing capped all clients together.
+TEST(ClientLimiterRules, AnIpv6SlashSixtyFourIsOneClientAndTheTotalIsCapped) {
+  ClientLimiter limiter(2, 5);
+  const auto v6 = [](const char* a) { return clientKey(boost::asio::ip::make_address(a)); };
+  EXPECT_TRUE(limiter.acquire(v6("2001:db8:1:2::1")));
+  EXPECT_TRUE(limiter.acquire(v6("2001:db8:1:2::2")));
+  EXPECT_FALSE(limiter.acquire(v6("2001:db8:1:2:ffff::3"))) << "a third address of the same /64";
+  EXPECT_TRUE(limiter.acquire(v6("2001:db8:1:3::1")));  // the next /64 is someone else
+  EXPECT_TRUE(limiter.acquire(v6("10.0.0.1")));
+  EXPECT_TRUE(limiter.acquire(v6("10.0.0.2")));  // IPv4 stays per address
+  EXPECT_FALSE(limiter.acquire(v6("10.0.0.3"))) << "over the total of 5";
+  limiter.release(v6("10.0.0.2"));
+  EXPECT_TRUE(limiter.acquire(v6("10.0.0.3")));
+  // Access rules still see the whole address.
+  EXPECT_NE(addressKey(boost::asio::ip::make_address("2001:db8::1")),
+            addressKey(boost::asio::ip::make_address("2001:db8::2")));
+}
+
+TEST(ClientLimiterRules, TheDefaultTotalFollowsTheDescriptorLimit) {
+  rlimit rl{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &rl), 0);
+  ClientLimiter limiter(256);
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 512) {
+    EXPECT_EQ(limiter.maxTotal(), (rl.rlim_cur - 256) / 2);
+  }
+  EXPECT_GT(limiter.maxTotal(), 0u);
 }
 
 }  // namespace

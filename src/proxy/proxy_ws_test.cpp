@@ -157,7 +157,7 @@ TEST_P(ProxyWs, UpgradeToADeadInstanceIs502) {
   auto r = c.read();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->result_int(), 502);
-  EXPECT_NE(r->body().find("instance chat closed the connection without answering"), std::string::npos) << r->body();
+  EXPECT_NE(r->body().find("the application closed the connection without answering"), std::string::npos) << r->body();
 }
 
 TEST_P(ProxyWs, StopClosesOpenTunnels) {

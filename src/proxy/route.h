@@ -23,6 +23,12 @@ struct Upstream {
   std::string host = "127.0.0.1";  // an IP literal (v4 or v6); names are not resolved
   uint16_t port = 0;
   Health health = Health::kUp;
+  // The instance run behind the address (0: a static upstream). Pooled
+  // keep-alive connections belong to the run they were opened to: a request
+  // for another run, even on the same port, never reuses them, and they are
+  // closed when their run leaves the table (a port freed and handed to another
+  // account must not reach connections its old program still holds).
+  uint64_t run = 0;
 };
 
 // One access rule, written like .htaccess: "allow 10.0.0.0/8", "deny all",

@@ -46,6 +46,7 @@ class RouteTable {
   const RouteEntry* match(std::string_view host, std::string_view path) const;
 
   size_t size() const { return entries_.size(); }
+  const std::vector<RouteEntry>& entries() const { return entries_; }
 
  private:
   const RouteEntry* bestIn(const std::vector<size_t>& group, std::string_view path) const;

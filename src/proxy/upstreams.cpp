@@ -74,13 +74,17 @@ bool stillOpen(UpstreamConn& conn) {
 
 }  // namespace
 
-std::unique_ptr<UpstreamConn> Upstreams::takeIdle(const tcp::endpoint& ep, TimePoint now, bool check) {
+std::unique_ptr<UpstreamConn> Upstreams::takeIdle(const tcp::endpoint& ep, uint64_t run, TimePoint now,
+                                                  bool check) {
   auto it = states_.find(ep);
   if (it == states_.end()) return nullptr;
   auto& idle = it->second.idle;
   while (!idle.empty()) {
     std::unique_ptr<UpstreamConn> conn = std::move(idle.back());
     idle.pop_back();
+    // Another run on this address: whoever holds the other end is not the
+    // program this request is routed to (retain() normally closed it already).
+    if (conn->run != run) continue;
     const auto idleFor = now - conn->idleSince;
     if (idleFor >= limits_.upstreamIdleTimeout) continue;
     if ((check || idleFor >= kTrustIdle) && !stillOpen(*conn)) continue;
@@ -90,6 +94,7 @@ std::unique_ptr<UpstreamConn> Upstreams::takeIdle(const tcp::endpoint& ep, TimeP
 }
 
 void Upstreams::putIdle(std::unique_ptr<UpstreamConn> conn, TimePoint now) {
+  if (!live_.contains(RunKey{conn->endpoint, conn->run})) return;  // its run left the table meanwhile
   State& s = state(conn->endpoint);
   if (s.idle.size() >= std::max<size_t>(limits_.idleUpstreamsPerHost, s.peak)) return;
   conn->idleSince = now;
@@ -103,6 +108,14 @@ void Upstreams::sweep(TimePoint now) {
     std::erase_if(s.idle, [&](const auto& c) { return now - c->idleSince >= limits_.upstreamIdleTimeout; });
     s.peak = s.active;
   }
+}
+
+void Upstreams::retain(const RouteTable& table) {
+  live_.clear();
+  for (const RouteEntry& entry : table.entries())
+    for (size_t i = 0; i < entry.endpoints.size(); ++i) live_.insert(RunKey{entry.endpoints[i], entry.route.upstreams[i].run});
+  for (auto& [ep, s] : states_)
+    std::erase_if(s.idle, [&](const auto& c) { return !live_.contains(RunKey{ep, c->run}); });
 }
 
 void Upstreams::closeAll() {

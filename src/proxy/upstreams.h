@@ -2,6 +2,9 @@
 // (round-robin per route, least-connections), passive health (an upstream
 // whose connect failed is skipped for Limits::ejectTime), the count of
 // connections in use, and the keep-alive pool of idle upstream connections.
+// A pooled connection belongs to one instance run (Upstream::run), not to an
+// address: it is reused only for that run and closed when the run leaves the
+// route table (retain()).
 //
 // State is per loop on purpose (as nginx keeps it per worker without a shared
 // zone): nothing is locked. Used only on its loop's thread. choose() is pure
@@ -15,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "proxy/proxy.h"
@@ -28,10 +32,12 @@ using TimePoint = std::chrono::steady_clock::time_point;
 // A connection to an upstream and its read buffer (which may hold response
 // bytes beyond the current message, e.g. WebSocket frames after a 101).
 struct UpstreamConn {
-  UpstreamConn(asio::io_context& io, const tcp::endpoint& ep) : stream(tcp::socket(io)), endpoint(ep) {}
+  UpstreamConn(asio::io_context& io, const tcp::endpoint& ep, uint64_t r)
+      : stream(tcp::socket(io)), endpoint(ep), run(r) {}
   Stream stream;
   boost::beast::flat_buffer buffer;
   tcp::endpoint endpoint;
+  uint64_t run;  // Upstream::run it was opened to
   TimePoint idleSince{};
 };
 
@@ -84,13 +90,17 @@ class Upstreams {
   // a pooled connection failed): that syscall per request is one nginx does
   // not make either; should such a connection fail, an idempotent request
   // goes again on another (HttpSession::retryOrFail).
-  std::unique_ptr<UpstreamConn> takeIdle(const tcp::endpoint& ep, TimePoint now, bool check);
+  // Only a connection opened to `run` is handed out.
+  std::unique_ptr<UpstreamConn> takeIdle(const tcp::endpoint& ep, uint64_t run, TimePoint now, bool check);
   static constexpr std::chrono::milliseconds kTrustIdle{1000};
   // Pools a connection whose last response was complete; drops it if the pool
   // is full: more than idleUpstreamsPerHost and more than were recently in
   // use at once (a burst of N requests would otherwise open connections that
-  // the pool closes right after, and again at the next burst).
+  // the pool closes right after, and again at the next burst). A connection
+  // whose run is not in the table last given to retain() is closed instead.
   void putIdle(std::unique_ptr<UpstreamConn> conn, TimePoint now);
+  // A new route table: closes pooled connections of runs it no longer has.
+  void retain(const RouteTable& table);
   void sweep(TimePoint now);  // closes pooled connections idle too long
   void closeAll();
 
@@ -103,8 +113,20 @@ class Upstreams {
   };
   State& state(const tcp::endpoint& ep) { return states_[ep]; }  // node-based: addresses are stable
 
+  struct RunKey {
+    tcp::endpoint endpoint;
+    uint64_t run;
+    bool operator==(const RunKey&) const = default;
+  };
+  struct RunKeyHash {
+    size_t operator()(const RunKey& k) const {
+      return std::hash<tcp::endpoint>()(k.endpoint) ^ (std::hash<uint64_t>()(k.run) * 0x9e3779b97f4a7c15ULL);
+    }
+  };
+
   const Limits& limits_;
   std::unordered_map<tcp::endpoint, State> states_;
+  std::unordered_set<RunKey, RunKeyHash> live_;  // (address, run) pairs of the current table
   std::unordered_map<std::string, uint64_t> turns_;  // round-robin position per route id
 };
 

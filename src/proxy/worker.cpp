@@ -115,6 +115,7 @@ void Worker::publish(std::shared_ptr<const RouteTable> table, uint64_t version) 
     if (version <= routesVersion_) return;
     routesVersion_ = version;
     routes_ = std::move(table);
+    upstreams_.retain(*routes_);
     auto waiters = std::move(routeWaiters_);
     routeWaiters_.clear();
     for (auto& [owner, wake] : waiters)
@@ -146,7 +147,7 @@ void Worker::startSession(tcp::socket socket, bool tls) {
   const tcp::endpoint peer = socket.remote_endpoint(ec);
   if (ec) return;
   bump(stats_.connectionsTotal);
-  const AddressKey key = addressKey(peer.address());
+  const AddressKey key = clientKey(peer.address());
   if (!shared_.limiter.acquire(key)) {
     bump(stats_.connectionsRejected);
     // The send buffer of a fresh socket is empty: this small write cannot block.

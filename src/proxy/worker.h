@@ -56,7 +56,7 @@ inline void bump(std::atomic<uint64_t>& counter, uint64_t n = 1) {
 // What all workers share: configuration, the per-client limiter, certificates,
 // the tunnel offload (null: tunnels stay in user space).
 struct Shared {
-  explicit Shared(ProxyConfig c) : config(std::move(c)), limiter(config.limits.maxConnsPerClient) {}
+  explicit Shared(ProxyConfig c) : config(std::move(c)), limiter(config.limits.maxConnsPerClient, config.limits.maxConnections) {}
   ProxyConfig config;
   ClientLimiter limiter;
   TlsStore tls;

@@ -16,11 +16,20 @@ Status over(const store::AccountRecord& a, std::string_view what, long long aske
                                             a.name, cap));
 }
 
+int64_t memoryLeft(const store::AccountRecord& account, const std::vector<const store::InstanceRecord*>& others) {
+  int64_t used = 0;
+  for (const auto* o : others) used += o->memoryBytes;
+  return std::max<int64_t>(0, account.maxMemoryBytes - used);
+}
+
 }  // namespace
 
-void applyAccountDefaults(const store::AccountRecord& account, store::InstanceRecord& spec) {
+void applyAccountDefaults(const store::AccountRecord& account, store::InstanceRecord& spec,
+                          const std::vector<const store::InstanceRecord*>& others) {
   if (spec.cpuPercent == 0) spec.cpuPercent = account.maxCpuPercent;
   if (spec.maxProcs == 0) spec.maxProcs = account.maxProcs;
+  if (spec.memoryBytes == 0 && account.maxMemoryBytes > 0)
+    spec.memoryBytes = std::min(kDefaultInstanceMemory, memoryLeft(account, others));
 }
 
 Status checkQuota(const store::AccountRecord& account, const store::InstanceRecord& spec,
@@ -30,13 +39,12 @@ Status checkQuota(const store::AccountRecord& account, const store::InstanceReco
   if (account.maxProcs > 0 && spec.maxProcs > account.maxProcs)
     return over(account, "procs", spec.maxProcs, account.maxProcs);
   if (account.maxMemoryBytes <= 0) return {};
-  int64_t used = 0;
-  for (const auto* o : others) used += o->memoryBytes;
-  const int64_t left = std::max<int64_t>(0, account.maxMemoryBytes - used);
+  const int64_t left = memoryLeft(account, others);
   if (spec.memoryBytes == 0)
-    return fail(Errc::kInvalidArgument,
-                fmt::format("account '{}' has a memory quota of {}: give the instance a memory limit "
-                            "(--memory; {} left)", account.name, bytes(account.maxMemoryBytes), bytes(left)));
+    return fail(Errc::kExhausted,
+                fmt::format("account '{}' has a memory quota of {} and none of it is left: give the instance "
+                            "a memory limit (--memory) after lowering another's", account.name,
+                            bytes(account.maxMemoryBytes)));
   if (spec.memoryBytes > left)
     return fail(Errc::kExhausted,
                 fmt::format("memory {} is more than account '{}' has left ({} of its {})", bytes(spec.memoryBytes),

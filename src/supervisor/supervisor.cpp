@@ -26,7 +26,7 @@ Supervisor::Supervisor(asio::io_context& io, store::Database& db, const Clock& c
       clock_(clock),
       options_(std::move(options)),
       ports_(options_.portLo, options_.portHi,
-             options_.portInUse ? options_.portInUse : [](uint16_t p) { return os::tcpPortInUse(p); }),
+             options_.portInUse ? options_.portInUse : [](uint16_t p) { return os::tcpPortInUse(p); }, clock_),
       logs_(options_.logDir),
       daemonUid_(::geteuid()),
       spawner_(std::make_unique<SpawnPool>(io)) {}
@@ -145,7 +145,7 @@ std::vector<RouteView> Supervisor::routeViews() const {
   for (const auto& [name, inst] : instances_) {
     const store::InstanceRecord& spec = inst->spec;
     if (!spec.route.empty())
-      out.push_back(RouteView{spec.name, spec.route, spec.port, spec.stripPrefix, spec.access, inst->state});
+      out.push_back(RouteView{spec.name, spec.route, spec.port, spec.stripPrefix, spec.access, inst->state, inst->run});
   }
   return out;
 }
@@ -239,10 +239,10 @@ Result<InstanceStatus> Supervisor::create(store::InstanceRecord spec, bool start
       return fail(Errc::kExhausted, fmt::format("account '{}' has reached its limit of {} instances",
                                                 spec.account, (*account)->maxInstances));
   }
-  applyAccountDefaults(**account, spec);
+  const auto siblings = siblingsOf(spec.account, spec.name);
+  applyAccountDefaults(**account, spec, siblings);
   if (auto s = validateSpec(spec, **account); !s) return std::unexpected(s.error());
-  if (auto s = checkQuota(**account, spec, siblingsOf(spec.account, spec.name)); !s)
-    return std::unexpected(s.error());
+  if (auto s = checkQuota(**account, spec, siblings); !s) return std::unexpected(s.error());
   if (auto s = checkRouteFree(spec); !s) return std::unexpected(s.error());
 
   auto port = ports_.allocate();
@@ -254,10 +254,11 @@ Result<InstanceStatus> Supervisor::create(store::InstanceRecord spec, bool start
   spec.lastPidStartTime = 0;
   spec.restarts = 0;
   if (auto s = db_.insertInstance(spec); !s) {
-    ports_.release(*port);
+    ports_.unreserve(*port);
     return std::unexpected(s.error());
   }
   auto owned = std::make_unique<Instance>(io_);
+  owned->serial = nextSerial_++;
   Instance& inst = *owned;
   inst.spec = std::move(spec);
   instances_.emplace(inst.spec.name, std::move(owned));
@@ -286,9 +287,11 @@ Result<InstanceStatus> Supervisor::update(
   auto account = db_.findAccount(next.account);
   if (!account) return std::unexpected(account.error());
   if (!*account) return fail(Errc::kNotFound, fmt::format("no account named '{}'", next.account));
+  // An edit to 0 means "the account's cap" as at create, never "unlimited".
+  const auto siblings = siblingsOf(next.account, next.name);
+  applyAccountDefaults(**account, next, siblings);
   if (auto s = validateSpec(next, **account); !s) return std::unexpected(s.error());
-  if (auto s = checkQuota(**account, next, siblingsOf(next.account, next.name)); !s)
-    return std::unexpected(s.error());
+  if (auto s = checkQuota(**account, next, siblings); !s) return std::unexpected(s.error());
   if (auto s = checkRouteFree(next); !s) return std::unexpected(s.error());
   if (auto s = persist(next); !s) return std::unexpected(s.error());
   const bool hadRoute = !inst->spec.route.empty();
@@ -317,6 +320,11 @@ void Supervisor::remove(const std::string& name, std::function<void(Status)> don
     notifyRoutes(hadRoute);
     done({});
   });
+}
+
+uint64_t Supervisor::serialOf(const std::string& name) const {
+  const Instance* inst = find(name);
+  return inst ? inst->serial : 0;
 }
 
 bool Supervisor::anyActive() const {

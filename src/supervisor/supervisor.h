@@ -88,6 +88,7 @@ struct RouteView {
   bool stripPrefix = false;
   std::vector<std::string> access;
   State state = State::kStopped;
+  uint64_t run = 0;  // the current process's id in this daemon (unique across instances)
 };
 
 // A snapshot of one instance, for the API.
@@ -150,6 +151,9 @@ class Supervisor {
   size_t size() const { return instances_.size(); }
   const LogFiles& logs() const { return logs_; }
   bool has(const std::string& name) const { return instances_.contains(name); }
+  // Which instance of that name exists now (0: none). A deleted instance and
+  // a new one given its name have different serials.
+  uint64_t serialOf(const std::string& name) const;
   // A program of ours is alive (running, starting or stopping).
   bool anyProcess() const;
   // Some instance is in an active state (isActive), with or without a process.
@@ -227,6 +231,7 @@ class Supervisor {
   LogFiles logs_;
   uid_t daemonUid_;
   uint64_t nextRun_ = 1;
+  uint64_t nextSerial_ = 1;
   std::map<std::string, std::unique_ptr<Instance>> instances_;
   std::deque<std::string> bootQueue_;  // load()'s starts not yet handed over
   size_t bootInFlight_ = 0;

@@ -22,6 +22,7 @@ struct Supervisor::Instance {
   explicit Instance(boost::asio::io_context& io) : timer(io), probeTimer(io) {}
 
   store::InstanceRecord spec;
+  uint64_t serial = 0;  // this instance among all made in this daemon: a later one of the same name differs
   State state = State::kStopped;
   std::string reason;
   uint64_t run = 0;  // id of the current process; stale pidfd callbacks compare it

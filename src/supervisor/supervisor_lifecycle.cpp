@@ -79,6 +79,7 @@ Status Supervisor::load() {
   for (auto& row : *rows) {
     ports_.reserve(static_cast<uint16_t>(row.port));
     auto owned = std::make_unique<Instance>(io_);
+    owned->serial = nextSerial_++;
     Instance& inst = *owned;
     inst.spec = std::move(row);
     instances_.emplace(inst.spec.name, std::move(owned));
@@ -259,6 +260,7 @@ void Supervisor::spawnNow(Instance& inst, bool here, const std::function<void()>
     return failStart(s.error().context("network policy"));
   }
   inst.run = nextRun_++;
+  notifyRoutes(!inst.spec.route.empty());  // the proxy's pooled connections belong to the old run
   inst.spawning = true;
   if (here || inst.state == State::kRunning) {
     // A crash restart: it stays `running` (with no pid, as since its exit)
@@ -506,6 +508,10 @@ void Supervisor::onExit(const std::string& name, uint64_t run) {
   Instance& inst = *found;
   ExitInfo exit{false, -1, Millis(0)};
   if (inst.ownChild) {
+    // Whatever the program left behind in its process group goes with it,
+    // now, while the unreaped leader still pins the group id: after the reap
+    // the number may be reused and kill(-pid) could reach a stranger.
+    if (os::exitedUnreaped(inst.pidfd->native_handle())) signalGroup(inst, SIGKILL);
     auto status = os::reap(inst.pidfd->native_handle());
     if (status && !*status) return watchExit(inst);  // spurious wake-up: still running
     if (status) exit = ExitInfo{(*status)->signaled, (*status)->code, Millis(0)};
@@ -517,8 +523,8 @@ void Supervisor::onExit(const std::string& name, uint64_t run) {
     auto stats = inst.cgroup->stats();
     exit.outOfMemory = stats && stats->oomKills.value_or(0) > 0;
   }
-  // Whatever the program left behind in its process group goes with it.
-  signalGroup(inst, SIGKILL);
+  // An adopted program was reaped by someone else: its group id may be
+  // reused already, so only its cgroup is killed (reapCgroup, below).
   inst.pidfd.reset();
   inst.pid = 0;
   inst.lastExit = exit;

@@ -9,6 +9,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/strings.h"
+#include "os/users.h"
+#include "supervisor/quota.h"
+
 namespace hv::supervisor {
 namespace {
 
@@ -165,11 +169,36 @@ Result<store::RestartMode> parseRestartMode(std::string_view mode) {
               fmt::format("restart policy '{}' is not one of always, on-failure, never", mode));
 }
 
+namespace {
+
+// True when `path` names something under `home` by its spelling alone: no
+// "." or ".." segment, and `home` + "/" as its start. Checked before the file
+// system is asked anything, so a path elsewhere learns nothing of what exists.
+bool lexicallyInside(std::string_view path, std::string_view home) {
+  if (home.empty() || home == "/") return true;
+  if (!path.starts_with(home) || path.size() <= home.size() || path[home.size()] != '/') return false;
+  for (const auto& seg : split(path, '/'))
+    if (seg == "." || seg == "..") return false;
+  return true;
+}
+
+}  // namespace
+
+// The daemon runs as root: every look at an account's path is made with the
+// account's file-system identity (setfsuid: this thread only), so what the
+// account could not see itself, it cannot learn from an error message.
 Status validateCommandPlace(const std::string& path, const store::AccountRecord& account) {
   if (path.empty()) return invalid("command is empty");
   if (path[0] != '/')
     return invalid(fmt::format("command '{}' is not an absolute path; write it from / (e.g. {}/{})",
                                path, account.home, path));
+  const auto outside = [&] {
+    return invalid(fmt::format("command {} is outside the home of account '{}' ({}); an instance runs "
+                               "programs from its account's home only: copy it there",
+                               path, account.name, account.home));
+  };
+  if (!lexicallyInside(path, account.home)) return outside();
+  os::AsFileSystemUser as(account.uid, account.gid);
   char resolved[PATH_MAX];
   if (!::realpath(path.c_str(), resolved)) {
     if (errno == ENOENT) return {};
@@ -178,12 +207,10 @@ Status validateCommandPlace(const std::string& path, const store::AccountRecord&
   char home[PATH_MAX];
   const std::string homeDir = ::realpath(account.home.c_str(), home) ? home : account.home;
   const std::string real = resolved;
-  if (homeDir != "/" && !real.starts_with(homeDir + "/")) {
-    const std::string via = real == path ? "" : fmt::format(" (it resolves to {})", real);
-    return invalid(fmt::format("command {}{} is outside the home of account '{}' ({}); an instance "
-                               "runs programs from its account's home only: copy it there",
-                               path, via, account.name, account.home));
-  }
+  if (homeDir != "/" && !real.starts_with(homeDir + "/"))
+    return invalid(fmt::format("command {} is a link to somewhere outside the home of account '{}' ({}); an "
+                               "instance runs programs from its account's home only: copy it there",
+                               path, account.name, account.home));
   return validateOwnership(real, homeDir, account);
 }
 
@@ -193,6 +220,7 @@ Status validateCommand(const std::string& path, const store::AccountRecord& acco
 }
 
 Status validateCommandRunnable(const std::string& path, const store::AccountRecord& account) {
+  os::AsFileSystemUser as(account.uid, account.gid);
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0)
     return invalid(fmt::format("command {} cannot be used: {}", path, std::strerror(errno)));
@@ -207,13 +235,25 @@ Status validateCommandRunnable(const std::string& path, const store::AccountReco
   return {};
 }
 
-Status validateCwd(const std::string& dir) {
+Status validateCwd(const std::string& dir, const store::AccountRecord& account) {
   if (dir.empty()) return {};
   if (dir[0] != '/') return invalid(fmt::format("working directory '{}' is not an absolute path", dir));
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0)
+  const auto outside = [&] {
+    return invalid(fmt::format("working directory {} is outside the home of account '{}' ({})", dir,
+                               account.name, account.home));
+  };
+  if (dir != account.home && !lexicallyInside(dir, account.home)) return outside();
+  os::AsFileSystemUser as(account.uid, account.gid);
+  char resolved[PATH_MAX];
+  if (!::realpath(dir.c_str(), resolved))
     return invalid(fmt::format("working directory {} cannot be used: {}", dir, std::strerror(errno)));
-  if (!S_ISDIR(st.st_mode)) return invalid(fmt::format("working directory {} is not a directory", dir));
+  char home[PATH_MAX];
+  const std::string homeDir = ::realpath(account.home.c_str(), home) ? home : account.home;
+  const std::string real = resolved;
+  if (homeDir != "/" && real != homeDir && !real.starts_with(homeDir + "/")) return outside();
+  struct stat st {};
+  if (::stat(real.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return invalid(fmt::format("working directory {} is not a directory", dir));
   return {};
 }
 
@@ -231,10 +271,13 @@ Status validateSpec(const store::InstanceRecord& spec, const store::AccountRecor
   if (spec.stopSignal < 1 || spec.stopSignal > 64) return invalid("stop_signal must be a signal number from 1 to 64");
   if (spec.stopGraceMs < 0 || spec.stopGraceMs > 3'600'000) return invalid("stop_grace_ms must be between 0 and 3600000");
   if (spec.memoryBytes < 0) return invalid("memory must not be negative");
+  if (spec.memoryBytes > 0 && spec.memoryBytes < kMinInstanceMemory)
+    return invalid(fmt::format("memory {} bytes is too small: an instance needs at least {}M", spec.memoryBytes,
+                               kMinInstanceMemory >> 20));
   if (spec.cpuPercent < 0 || spec.cpuPercent > 100 * 1024) return invalid("cpu must be a percentage of one core, 0-102400");
   if (spec.maxProcs < 0) return invalid("procs must not be negative");
   if (auto s = validateCommand(spec.command, account); !s) return s;
-  return validateCwd(spec.cwd);
+  return validateCwd(spec.cwd, account);
 }
 
 }  // namespace hv::supervisor

@@ -32,7 +32,7 @@ Status validateCommandPlace(const std::string& path, const store::AccountRecord&
 Status validateCommandRunnable(const std::string& path, const store::AccountRecord& account);
 // Both, place first.
 Status validateCommand(const std::string& path, const store::AccountRecord& account);
-Status validateCwd(const std::string& dir);
+Status validateCwd(const std::string& dir, const store::AccountRecord& account);
 
 // Every field of a spec (name, env, route, limits, command, cwd).
 Status validateSpec(const store::InstanceRecord& spec, const store::AccountRecord& account);

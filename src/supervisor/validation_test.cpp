@@ -78,7 +78,16 @@ TEST_F(CommandValidation, RejectsCommandsOutsideTheHomeEvenThroughSymlinks) {
   ASSERT_EQ(::symlink("/bin/true", link.c_str()), 0);
   auto viaLink = validateCommand(link, account_);
   ASSERT_FALSE(viaLink);
-  EXPECT_NE(viaLink.error().message.find("resolves to /usr/bin/true"), std::string::npos);
+  EXPECT_NE(viaLink.error().message.find("a link to somewhere outside the home"), std::string::npos);
+  // Attack: the message named where a link leads (another account's file).
+  EXPECT_EQ(viaLink.error().message.find("/usr/bin/true"), std::string::npos) << viaLink.error().message;
+  // And a path outside the home is refused by its spelling, before anything
+  // is looked at: no "No such file" answer for /root/nonexistent.
+  for (const std::string& probe : std::vector<std::string>{"/root/nonexistent", dir_ + "/../x", dir_ + "/a/./b"}) {
+    auto refused = validateCommand(probe, account_);
+    ASSERT_FALSE(refused) << probe;
+    EXPECT_NE(refused.error().message.find("outside the home"), std::string::npos) << refused.error().message;
+  }
   // A missing file is exec's to report, with its errno.
   EXPECT_TRUE(validateCommandPlace(dir_ + "/not-yet", account_));
 }
@@ -97,9 +106,24 @@ TEST_F(CommandValidation, RejectsWritableOrForeignCommandsAndDirectories) {
 
   store::AccountRecord other = account_;
   other.uid = account_.uid + 4242;
+  ::chmod(dir_.c_str(), 0755);  // the other user looks with its own eyes (as root too): let it in
   auto foreign = validateCommand(write("mine.sh", 0755), other);
   ASSERT_FALSE(foreign);
   EXPECT_NE(foreign.error().message.find("is owned by uid"), std::string::npos);
+}
+
+// Attack: a cwd outside the home (another account's directory) was accepted.
+TEST_F(CommandValidation, WorkingDirectoryMustBeInsideTheHome) {
+  EXPECT_TRUE(validateCwd(dir_, account_));
+  ::mkdir((dir_ + "/work").c_str(), 0755);
+  EXPECT_TRUE(validateCwd(dir_ + "/work", account_));
+  for (const std::string& dir : std::vector<std::string>{"/tmp", "/home", dir_ + "/../", dir_ + "/work/.."}) {
+    auto refused = validateCwd(dir, account_);
+    ASSERT_FALSE(refused) << dir;
+    EXPECT_NE(refused.error().message.find("outside the home"), std::string::npos) << refused.error().message;
+  }
+  ASSERT_EQ(::symlink("/tmp", (dir_ + "/out").c_str()), 0);
+  EXPECT_FALSE(validateCwd(dir_ + "/out", account_));
 }
 
 TEST_F(CommandValidation, AcceptsAnExecutableFile) {

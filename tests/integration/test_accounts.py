@@ -133,15 +133,24 @@ class AccountsTest(DaemonTestCase):
         second = self.cli_as_token(self.bob_token, "create", "bob-2", "--command", self.program_in(self.bob, "b.py"))
         self.assertNotEqual(second.returncode, 0)
         self.assertIn("limit of 1 instances", second.stderr)
-        # A memory quota needs a memory limit per instance, and the sum must fit.
-        self.d.cli("account", "set", "ann", "--max-memory", "256M")
-        no_limit = self.d.api("POST", "/api/v1/instances", {"name": "ann-1", "account": "ann",
-                                                            "command": self.program_in(self.ann)})
-        self.assertEqual(no_limit[0], 400, no_limit)
-        self.assertIn("give the instance a memory limit", no_limit[1]["error"]["message"])
-        too_big = self.d.api("POST", "/api/v1/instances", {"name": "ann-1", "account": "ann", "memory": "512M",
+        # Under a memory quota an instance without a limit gets 256M (or what
+        # is left, if less), and the sum must fit.
+        self.d.cli("account", "set", "ann", "--max-memory", "384M")
+        too_big = self.d.api("POST", "/api/v1/instances", {"name": "ann-0", "account": "ann", "memory": "512M",
                                                            "command": self.program_in(self.ann)})
         self.assertEqual(too_big[0], 409, too_big)
+        first = self.d.api("POST", "/api/v1/instances", {"name": "ann-1", "account": "ann", "start": False,
+                                                         "command": self.program_in(self.ann)})
+        self.assertEqual(first[0], 201, first)
+        self.assertEqual(first[1]["memory"], 256 << 20)
+        rest = self.d.api("POST", "/api/v1/instances", {"name": "ann-2", "account": "ann", "start": False,
+                                                        "command": self.program_in(self.ann)})
+        self.assertEqual(rest[0], 201, rest)
+        self.assertEqual(rest[1]["memory"], 128 << 20)  # what was left
+        none_left = self.d.api("POST", "/api/v1/instances", {"name": "ann-3", "account": "ann", "start": False,
+                                                             "command": self.program_in(self.ann)})
+        self.assertEqual(none_left[0], 409, none_left)
+        self.assertIn("none of it is left", none_left[1]["error"]["message"])
 
     def test_tokens_rotate_and_changes_are_audited(self):
         new_token = self.d.cli("account", "token", "bob").stdout.strip()

@@ -1230,6 +1230,44 @@ class AttackTest(DaemonTestCase):
 
     # ---- commands ------------------------------------------------------------
 
+    def test_validation_tells_nothing_about_other_homes(self):
+        # Issue 23 item 10: the checks ran as root and answered "No such file"
+        # or "(it resolves to /home/secB/private.txt)" for paths outside the
+        # home, and accepted a cwd in another home. Now a path outside the
+        # home, or a link leading out of it, gets one answer whether its
+        # target exists or not, and a cwd outside the home is refused.
+        atk, vic = self.atk, self.vic
+        hidden = os.path.join(vic.pw_dir, "hidden")
+        os.mkdir(hidden, 0o700)
+        os.chown(hidden, vic.pw_uid, vic.pw_gid)
+        exists = os.path.join(hidden, "private.txt")
+        with open(exists, "w") as f:
+            f.write("secret\n")
+        os.chown(exists, vic.pw_uid, vic.pw_gid)
+        missing = os.path.join(hidden, "missing.txt")
+
+        def answer(path, **extra):
+            status, body = self.d.api("POST", "/api/v1/instances",
+                                      dict({"name": "probe", "command": path, "start": False}, **extra),
+                                      token=self.atk_token)
+            self.assertEqual(status, 400, body)
+            return body["error"]["message"].replace(path, "PATH")
+
+        self.assertEqual(answer(exists), answer(missing))
+        self.assertEqual(answer("/root/nonexistent"), answer("/root/.profile"))
+        links = []
+        for target in (exists, missing):
+            link = os.path.join(atk.pw_dir, "to-" + os.path.basename(target))
+            os.symlink(target, link)
+            links.append(link)
+        self.assertEqual(answer(links[0]), answer(links[1]))
+        self.assertNotIn(vic.pw_dir, answer(links[0]))
+        good = self.put_program(atk, "good.py", SERVER_PY)
+        for cwd in (hidden, vic.pw_dir, "/tmp", atk.pw_dir + "/../" + os.path.basename(vic.pw_dir)):
+            with self.subTest(cwd=cwd):
+                self.assertIn("outside the home", answer(good, cwd=cwd))
+        self.assert_daemon_serves()
+
     def test_commands_outside_the_home_or_writable_by_others_are_refused(self):
         atk, vic = self.atk, self.vic
         good = self.put_program(atk, "good.py", SERVER_PY)
@@ -1249,8 +1287,8 @@ class AttackTest(DaemonTestCase):
         cases = [
             ("a system binary", "/usr/bin/python3", ["outside the home"]),
             ("another account's program", vics, ["outside the home"]),
-            ("a symlink out of the home", link_out, ["outside the home", "resolves to"]),
-            ("a symlink to another account's program", link_other, ["outside the home", "resolves to"]),
+            ("a symlink out of the home", link_out, ["outside the home", "a link"]),
+            ("a symlink to another account's program", link_other, ["outside the home", "a link"]),
             ("a world-writable file", world, ["world-writable"]),
             ("a group-writable file", group, ["group-writable"]),
             ("a file in a world-writable directory", in_open_dir, ["world-writable", sub]),
@@ -1263,6 +1301,10 @@ class AttackTest(DaemonTestCase):
                     self.d.api("POST", "/api/v1/instances", {"name": "bad", "command": path},
                                token=self.atk_token), 400, "invalid_argument", mentions=[path] + words)
                 self.assertNotIn("Traceback", err["message"])
+                # Issue 23 item 10: where a link leads (another home) is not told.
+                told = err["message"].replace(path, "PATH")
+                self.assertNotIn(vic.pw_dir, told)
+                self.assertNotIn("/usr/bin/python3", told)
                 cp = self.d.cli("create", "bad", "--command", path, check=False,
                                 env_extra={"HOSTVISOR_TOKEN": self.atk_token})
                 self.assertCliError(cp, mentions=words)
@@ -1318,12 +1360,12 @@ class AttackTest(DaemonTestCase):
         except (ValueError, KeyError, TypeError):
             return resp.status, body.strip()[:200]
 
-    def wait_routed(self, path, who, timeout=5.0):
+    def wait_routed(self, path, who, timeout=5.0, host=None):
         """Route changes reach the proxy asynchronously: polls (bounded)
         until `path` is answered by `who`."""
         deadline = time.monotonic() + timeout
         while True:
-            got = self.via_proxy(path)
+            got = self.via_proxy(path, host)
             if got == (200, who):
                 return
             if time.monotonic() >= deadline:
@@ -1334,29 +1376,32 @@ class AttackTest(DaemonTestCase):
             time.sleep(0.05)
 
     def test_another_accounts_route_cannot_be_taken(self):
-        # vic serves /vic/ through the front proxy; atk, with its own token,
-        # tries to take that traffic: the same route, a longer prefix below it,
-        # the same path on the host names the proxy is reached by. Refusing
-        # the create is fine; what must hold is that vic's traffic still goes
-        # to vic, and that the proxy keeps applying route changes.
-        status, body = self.http_server("vic-web", "vic", "/vic/")
+        # vic serves vic.test/vic/ through the front proxy; atk, with its own
+        # token, tries to take that traffic: the same route, a longer prefix
+        # below it, a path-only route (every host). Refusing the create is
+        # fine; what must hold is that vic's traffic still goes to vic, and
+        # that the proxy keeps applying route changes.
+        status, body = self.http_server("vic-web", "vic", "vic.test/vic/")
         self.assertEqual(status, 201, body)
-        self.wait_routed("/vic/x", "vic")
-        for i, route in enumerate(["/vic/", "/vic/admin/", "127.0.0.1/vic/", "localhost/vic/"]):
+        self.wait_routed("/vic/x", "vic", host="vic.test")
+        for i, route in enumerate(["/vic/", "/", "vic.test/vic/", "vic.test/vic/admin/", "VIC.test./vic/"]):
             with self.subTest(route=route):
                 status, body = self.http_server("atk-route%d" % i, "atk", route)
                 try:
                     self.assertIn(status, (201, 400, 403, 409), body)
+                    if route.startswith("/"):
+                        # Issue 23 item 3: a path-only route would answer on
+                        # every domain, inside other accounts' sites.
+                        self.assertEqual(status, 403, body)
                     # A barrier: once vic's new route is served, the proxy has
                     # seen atk's route too.
-                    status, body = self.http_server("vic-barrier%d" % i, "vic", "/barrier%d/" % i)
+                    status, body = self.http_server("vic-barrier%d" % i, "vic", "vic.test/barrier%d/" % i)
                     self.assertEqual(status, 201, body)
-                    self.wait_routed("/barrier%d/x" % i, "vic")
-                    for path, host in (("/vic/x", None), ("/vic/admin/x", None), ("/vic/x", "127.0.0.1"),
-                                       ("/vic/x", "localhost")):
-                        self.assertEqual(self.via_proxy(path, host), (200, "vic"),
-                                         "%s (Host %s) is not answered by its owner's instance after atk "
-                                         "asked for route %s" % (path, host or "default", route))
+                    self.wait_routed("/barrier%d/x" % i, "vic", host="vic.test")
+                    for path in ("/vic/x", "/vic/admin/x"):
+                        self.assertEqual(self.via_proxy(path, "vic.test"), (200, "vic"),
+                                         "%s (Host vic.test) is not answered by its owner's instance after "
+                                         "atk asked for route %s" % (path, route))
                 finally:
                     # The next try starts from vic's routes alone.
                     self.d.cli("rm", "atk-route%d" % i, check=False)
