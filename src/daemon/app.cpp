@@ -31,6 +31,7 @@
 #include "os/mount_ns.h"
 #include "os/netpolicy/netpolicy.h"
 #include "os/netpolicy/nft_policy.h"
+#include "os/landlock.h"
 #include "os/seccomp.h"
 #include "os/users.h"
 #include "store/database.h"
@@ -290,6 +291,8 @@ Result<int> serve(const Config& config) {
   options.netPolicy = netPolicy.get();
   std::optional<os::SeccompProgram> seccomp = buildSeccomp(mechanisms);
   options.seccomp = seccomp ? &*seccomp : nullptr;
+  mechanisms.push_back(os::probeLandlockScopes());
+  options.scopeAbstractUnix = mechanisms.back().enforced;
   options.hidePaths = {dataDir};
   options.tmpSizeBytes = static_cast<uint64_t>(config.sandboxTmpBytes);
   options.mountStateDir = dataDir + "/mountns";

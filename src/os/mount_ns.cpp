@@ -18,7 +18,9 @@
 namespace hv::os {
 namespace {
 
-constexpr const char* kTmpDirs[] = {"/tmp", "/var/tmp", "/dev/shm"};
+// Every world-writable directory a program could share with other accounts:
+// each account gets its own (/run/lock is the FHS lock dir, world-writable).
+constexpr const char* kTmpDirs[] = {"/tmp", "/var/tmp", "/dev/shm", "/run/lock"};
 
 // `path` is `base` or lies below it; both canonical.
 bool isUnder(std::string_view path, std::string_view base) {

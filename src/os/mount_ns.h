@@ -16,7 +16,7 @@
 //      (mount_setattr(2) with AT_RECURSIVE, so submounts such as a
 //      container's /etc/hosts are covered; before Linux 5.12 only the top
 //      mount is remounted read-only);
-//   3. fresh tmpfs (mode 1777, nosuid, nodev) on /tmp, /var/tmp, /dev/shm;
+//   3. fresh tmpfs (mode 1777, nosuid, nodev) on /tmp, /var/tmp, /dev/shm, /run/lock;
 //   4. with hideOtherHomes a tmpfs on the homes root, the account's own home
 //      placed back at its path (move_mount(2)), still writable (without it,
 //      a home below a read-only directory is read-only);
@@ -43,7 +43,7 @@ namespace hv::os {
 std::vector<std::string> defaultReadOnlyDirs();
 
 struct MountOptions {
-  bool privateTmp = true;           // tmpfs on /tmp, /var/tmp, /dev/shm
+  bool privateTmp = true;           // tmpfs on /tmp, /var/tmp, /dev/shm, /run/lock
   uint64_t tmpSizeBytes = 0;        // size= of each (and nr_inodes = size / 8 KiB, at least
                                     // 1,024); 0 = tmpfs's defaults (half of RAM). Pages are
                                     // charged to the writer's memory cgroup, but they stay
@@ -101,7 +101,7 @@ Result<MountPlan> buildMountPlan(const MountOptions& options);
 // join (SpawnRequest::mountNs): one per account, shared by its runs, instead
 // of a namespace per run — a run then costs one setns(2) in place of ~25
 // mount calls and a copy of the host's mount table. Its tmpfs instances
-// (/tmp, /var/tmp, /dev/shm) live while the descriptor or any process in it
+// (/tmp, /var/tmp, /dev/shm, /run/lock) live while the descriptor or any process in it
 // does, so the account's programs share them. The namespace is a snapshot:
 // the owner makes a new one when the plan (a path, or a file behind one)
 // or the host's mount table changes (MountTableWatch).

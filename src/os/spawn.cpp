@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "os/mount_ns.h"
+#include "os/landlock.h"
 #include "os/seccomp.h"
 
 namespace hv::os {
@@ -54,7 +55,7 @@ static_assert(3 + 1 + kMaxJoinSlots == kSlotsPerBlock);
 // What the child reports through the error pipe before _exit(127).
 enum class Step : int {
   kCgroup = 1, kSetsid, kDup2, kSetgroups, kSetgid, kSetuid, kSetrlimit, kPrctl, kChdir, kExec, kMount, kSeccomp,
-  kUnshare, kSetns
+  kUnshare, kSetns, kLandlock
 };
 struct ChildFailure {
   int step = 0;
@@ -86,6 +87,7 @@ struct ChildPlan {
   const MountPlan* mounts = nullptr;
   int mountNs = -1;  // setns(CLONE_NEWNS) target, or -1
   const SeccompProgram* seccomp = nullptr;
+  bool scopeAbstractUnix = false;  // Landlock: its own abstract unix sockets only
   // Set when the child shares the parent's descriptor table (CLONE_FILES,
   // see SlotLease): every descriptor above is in [slotFirst, slotFirst +
   // kSlotsPerBlock), and the reserved numbers end at slotEnd.
@@ -222,6 +224,8 @@ void takeOwnFdTable(const ChildPlan& plan) {
   // After dropping privileges, so the account's own permissions apply.
   if (plan.cwd != nullptr && ::chdir(plan.cwd) < 0) childFail(plan.errorFd, Step::kChdir, errno);
   markInheritedCloexec();
+  // Needs no_new_privs (or CAP_SYS_ADMIN); before the filter, which need not allow it.
+  if (plan.scopeAbstractUnix && (err = scopeAbstractUnixSockets()) != 0) childFail(plan.errorFd, Step::kLandlock, err);
   // Last, so the filter binds the program and nothing of the set-up.
   if (plan.seccomp != nullptr && (err = plan.seccomp->install()) != 0) childFail(plan.errorFd, Step::kSeccomp, err);
   ::execve(plan.path, plan.argv, plan.envp);
@@ -270,8 +274,9 @@ Status keepAboveStdio(UniqueFd& fd) {
 
 // Indexed by Step; 0 is what an unknown report is called.
 constexpr const char* kStepNames[] = {"child", "cgroup", "setsid", "dup2",    "setgroups", "setgid", "setuid", "setrlimit",
-                                      "prctl", "chdir",  "exec",   "mount", "seccomp",   "unshare", "setns"};
-static_assert(std::size(kStepNames) == static_cast<size_t>(Step::kSetns) + 1);
+                                      "prctl", "chdir",  "exec",   "mount", "seccomp",   "unshare", "setns",
+                                      "landlock"};
+static_assert(std::size(kStepNames) == static_cast<size_t>(Step::kLandlock) + 1);
 
 std::string_view stepName(Step step) {
   auto index = static_cast<size_t>(step);
@@ -607,6 +612,7 @@ ChildPlan makePlan(const SpawnRequest& req, std::vector<char*>& argv, std::vecto
   plan.mounts = req.mounts;
   plan.mountNs = req.mountNs;
   plan.seccomp = req.seccomp;
+  plan.scopeAbstractUnix = req.scopeAbstractUnix;
   return plan;
 }
 

@@ -62,6 +62,9 @@ struct SpawnRequest {
   // Private mounts need a root caller: otherwise clone3 fails with EPERM
   // (ask probePrivateMounts() first).
   const SeccompProgram* seccomp = nullptr;  // nullptr = no syscall filter
+  // Landlock (landlock.h): the program may connect only to abstract unix
+  // sockets of its own process tree. Requires noNewPrivs.
+  bool scopeAbstractUnix = false;
   const MountPlan* mounts = nullptr;        // nullptr = the caller's mount namespace
   // Or: a mount namespace to join (setns, CLONE_NEWNS), e.g. the account's
   // that MountNamespace::make() prepared; the child's first step, while
@@ -84,7 +87,7 @@ struct Child {
 
 // On failure, Error.step names the step ("pipe", "clone3", "cgroup", "mount",
 // "setns", "dup2", "chdir", "setsid", "setgroups", "setgid", "setuid", "prctl",
-// "setrlimit", "seccomp", "exec", "unshare": a descriptor table of its own) and Error.sysErrno its errno; the message
+// "setrlimit", "landlock", "seccomp", "exec", "unshare": a descriptor table of its own) and Error.sysErrno its errno; the message
 // reads e.g. "exec /home/a/srv.sh failed: Permission denied" or "mount
 // read-only bind of /usr failed: ...". Code kInvalidArgument when exec or
 // chdir fail with ENOENT/EACCES/ENOEXEC/ENOTDIR (a bad path in the request),

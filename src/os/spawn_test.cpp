@@ -1,12 +1,17 @@
 #include "os/spawn.h"
 
+#include "os/landlock.h"
+
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -207,6 +212,33 @@ TEST(Spawn, SetsNoNewPrivs) {
   auto outcome = runCapturing(req);
   ASSERT_TRUE(outcome);
   EXPECT_EQ(outcome->out, "NoNewPrivs:\t1\n");
+}
+
+// Attack (issue 23 item 11): a program connected to a root daemon's abstract
+// unix socket. With the Landlock scope it gets EPERM; without, it connects.
+TEST(Spawn, LandlockScopeKeepsAProgramFromOthersAbstractUnixSockets) {
+  if (landlockAbi() < 6) GTEST_SKIP() << probeLandlockScopes().detail;
+  const std::string name = "hv-spawn-test-" + std::to_string(::getpid());
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path + 1, name.data(), name.size());
+  const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
+  ASSERT_EQ(::listen(listener.get(), 4), 0);
+  const std::string probe = "import socket,errno\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect('\\0" + name +
+                            "'); print('connected')\nexcept OSError as e: print(errno.errorcode[e.errno])\n";
+  SpawnRequest req;
+  req.path = "/usr/bin/python3";
+  req.argv = {"python3", "-c", probe};
+  auto open = runCapturing(req);
+  ASSERT_TRUE(open);
+  EXPECT_EQ(open->out, "connected\n");
+  req.scopeAbstractUnix = true;
+  auto scoped = runCapturing(req);
+  ASSERT_TRUE(scoped);
+  EXPECT_EQ(scoped->out, "EPERM\n");
 }
 
 TEST(Spawn, StaysInTheCallersMountNamespaceWithoutAMountPlan) {

@@ -55,6 +55,9 @@ struct SupervisorOptions {
   Egress* netPolicy = nullptr;
   // The syscall deny-list every program runs under; null = not enforced here.
   const os::SeccompProgram* seccomp = nullptr;
+  // Landlock scope: a program reaches only its own abstract unix sockets;
+  // false = not enforced here (os::probeLandlockScopes).
+  bool scopeAbstractUnix = false;
   // A private mount namespace per account, joined by its runs (its own /tmp,
   // read-only system dirs, other homes and `hidePaths` hidden); false = not
   // enforced here.

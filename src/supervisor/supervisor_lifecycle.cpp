@@ -226,6 +226,7 @@ void Supervisor::spawnNow(Instance& inst, bool here, const std::function<void()>
   req = planSpawn(inst.spec, **account, (*account)->uid != daemonUid_);
   req.rlimitNofile = (*account)->maxOpenFiles;
   req.seccomp = options_.seccomp;
+  req.scopeAbstractUnix = options_.scopeAbstractUnix;
   if (options_.privateMounts) {
     auto ns = mountsFor(**account);
     if (!ns) return failStart(ns.error().context("prepare its private mounts"));

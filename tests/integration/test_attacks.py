@@ -516,6 +516,17 @@ if ARG.get("stay"):
     time.sleep(3600)
 '''
 
+# Connects to the unix sockets ARG names: "@name" is abstract.
+UNIX_PY = r'''
+def connect(name):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    KEEP.append(s)
+    s.settimeout(3)
+    s.connect("\0" + name[1:] if name.startswith("@") else name)
+    return "connected"
+emit({"results": {name: attempt(connect, name) for name in ARG["sockets"]}})
+'''
+
 TMPFILL_PY = r'''
 # Fills ARG["path"] a MiB at a time, up to ARG["limit_mib"], and says how far it got.
 def fill(path, limit_mib):
@@ -1123,6 +1134,35 @@ class AttackTest(DaemonTestCase):
         # And the host saw neither.
         self.assertFalse(os.path.exists(vic_note))
         self.assertFalse(os.path.exists(atk_note))
+        self.assert_daemon_serves()
+
+    def test_unix_sockets_of_the_host_and_other_accounts_are_out_of_reach(self):
+        # Issue 23 item 11: an instance connected to root's abstract socket
+        # "@hvdemo" (seccomp cannot read the address, and an abstract socket
+        # has no file to guard), and /run/lock was one world-writable dir
+        # shared by every account.
+        self.require("abstract unix sockets", "private mounts")
+        name = "@hv-attack-%d" % os.getpid()
+        host = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(host.close)
+        host.bind("\0" + name[1:])
+        host.listen(8)
+        host.settimeout(0.2)
+        # The control: the same user, outside the sandbox, gets in.
+        control = as_user(self.atk, ["python3", "-c",
+                                     "import socket; s = socket.socket(socket.AF_UNIX); "
+                                     "s.connect('\\0%s'); print('in')" % name[1:]])
+        self.assertEqual(control.stdout.strip(), "in", control.stderr)
+        _, ev = self.attack("atk-unix", UNIX_PY, {"sockets": [name]})
+        self.assertTrue(failed_with(ev["results"][name], "EPERM"), ev)
+        # /run/lock is the account's own: what vic leaves there atk never sees.
+        note = "/run/lock/hv-vic-note-%d" % os.getpid()
+        self.addCleanup(unlink_quietly, note)
+        _, ev = self.attack("vic-lock", TMP_PY, {"write": {note: "vic"}, "read": [note]}, account="vic")
+        self.assertEqual(ev["results"][note], {"ok": True, "value": "vic"}, ev)
+        _, ev = self.attack("atk-lock", TMP_PY, {"read": [note]})
+        self.assertTrue(failed_with(ev["results"][note], "ENOENT"), ev)
+        self.assertFalse(os.path.exists(note))
         self.assert_daemon_serves()
 
     def test_tmp_outlives_a_daemon_restart_only_for_the_same_plan(self):
