@@ -181,6 +181,7 @@ void Api::patchAccount(Call& call, const Caller& caller, const store::AccountRec
 
 void Api::deleteAccount(Call& call, const Caller& caller, const std::string& name) {
   Status s = db_.deleteAccount(name);
+  if (s) sessions_.closeAccount(name);
   audit(caller, "account.delete", name, s);
   if (!s) return call.sendError(s.error());
   call.sendJson(200, json::object{{"name", name}, {"deleted", true}});
@@ -190,6 +191,7 @@ void Api::rotateToken(Call& call, const Caller& caller, store::AccountRecord acc
   const std::string token = newToken();
   account.tokenHash = hashToken(token);
   Status s = db_.updateAccount(account);
+  if (s) sessions_.closeAccount(account.name);  // signed in with the old token
   audit(caller, "account.token", account.name, s);
   if (!s) return call.sendError(s.error());
   call.sendJson(200, json::object{{"name", account.name}, {"token", token}});

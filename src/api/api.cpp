@@ -5,12 +5,17 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <openssl/crypto.h>
 
 #include "api/api_call.h"
 #include "api/audit_log.h"
+#include "api/event_stream.h"
 #include "api/instance_json.h"
 #include "api/log_stream.h"
 #include "api/metrics.h"
+#include "api/panel.h"
 #include "api/wire/wire.h"
 #include "base/strings.h"
 
@@ -31,10 +36,17 @@ Response Api::errorResponse(unsigned version, int status, std::string_view code,
   return res;
 }
 
+Api::Api(supervisor::Supervisor& supervisor, store::Database& db, Authenticator auth, ApiHooks hooks)
+    : supervisor_(supervisor), db_(db), auth_(std::move(auth)), events_(std::make_shared<EventHub>(supervisor)),
+      hooks_(std::move(hooks)) {}
+
+void Api::instanceChanged(const std::string& name, const std::string& account) { events_->changed(name, account); }
+
 std::expected<std::optional<Caller>, Response> Api::admit(const Request& head, const Peer& peer) {
   const std::string_view target = head.target();
   const std::string_view path = target.substr(0, target.find('?'));
   if (!path.starts_with("/api/") && path != "/metrics") return std::nullopt;
+  if (path == "/api/v1/session" && head.method() == http::verb::post) return std::nullopt;  // signs in: a token in the body
   auto caller = authenticate(head, peer);
   if (caller) return std::optional<Caller>(std::move(*caller));
   Response res = errorResponse(head.version(), wire::httpStatusOf(caller.error().code), errcName(caller.error().code),
@@ -57,8 +69,11 @@ void Api::handle(const Request& req, const Peer& peer, Respond respond, const Ca
     return call.send(200, "ok\n", "text/plain");
   }
   const bool isMetrics = seg == std::vector<std::string>{"metrics"};
-  if (!isMetrics && (seg.size() < 2 || seg[0] != "api" || seg[1] != "v1"))
+  if (!isMetrics && (seg.size() < 2 || seg[0] != "api" || seg[1] != "v1")) {
+    if (auto page = servePanel(req)) return call.respond(std::move(*page));
     return call.sendError(404, "not_found", fmt::format("no such endpoint: {}", req.target()));
+  }
+  if (seg == std::vector<std::string>{"api", "v1", "session"}) return handleSession(call, peer);
 
   auto caller = known ? Result<Caller>(*known) : authenticate(req, peer);
   if (!caller) return call.sendError(caller.error());
@@ -77,6 +92,10 @@ Result<Caller> Api::authenticate(const Request& req, const Peer& peer) {
   }
   Peer who = peer;
   who.authorization = std::string(req[http::field::authorization]);
+  if (who.authorization.empty() && !peer.viaUnixSocket) {
+    const std::string_view id = cookieValue(req[http::field::cookie], kSessionCookie);
+    if (!id.empty()) return authenticateSession(req, id);
+  }
   auto accounts = db_.listAccounts();
   if (!accounts) return std::unexpected(accounts.error());
   auto caller = auth_.identify(who, *accounts);
@@ -134,6 +153,123 @@ Result<std::shared_ptr<void>> Api::takeFollowSlot(const std::string& account) {
     --counts->open;
     if (--counts->byAccount[account] == 0) counts->byAccount.erase(account);
   });
+}
+
+namespace {
+
+// Browsers reach the daemon by an address or "localhost": a Host naming
+// anything else is a page on some other name that resolves here (DNS
+// rebinding), which must not ride on the session cookie.
+bool hostIsOurs(std::string_view host) {
+  if (host.empty()) return false;
+  std::string_view name = host;
+  if (name.front() == '[') {
+    const size_t end = name.find(']');
+    if (end == std::string_view::npos) return false;
+    boost::system::error_code ec;
+    (void)boost::asio::ip::make_address_v6(name.substr(1, end - 1), ec);
+    return !ec;
+  }
+  name = name.substr(0, name.find(':'));
+  if (name == "localhost") return true;
+  boost::system::error_code ec;
+  (void)boost::asio::ip::make_address_v4(name, ec);
+  return !ec;
+}
+
+bool isSafeMethod(http::verb m) { return m == http::verb::get || m == http::verb::head; }
+
+}  // namespace
+
+Result<Caller> Api::authenticateSession(const Request& req, std::string_view id) {
+  Session* session = sessions_.find(id, std::chrono::steady_clock::now());
+  if (!session) return fail(Errc::kUnauthorized, "your session has ended: sign in again");
+  const std::string_view host = req[http::field::host];
+  if (!hostIsOurs(host))
+    return fail(Errc::kForbidden, fmt::format("Host '{}' is not this daemon's address", host));
+  const bool upgrade = boost::beast::websocket::is_upgrade(req);
+  const std::string_view origin = req[http::field::origin];
+  if ((upgrade || !isSafeMethod(req.method()) || !origin.empty()) && origin != fmt::format("http://{}", host) &&
+      origin != fmt::format("https://{}", host))
+    return fail(Errc::kForbidden, fmt::format("a request from the page of another origin ('{}') is refused", origin));
+  if (!isSafeMethod(req.method()) && !upgrade) {
+    const std::string_view csrf = req["X-CSRF-Token"];
+    if (csrf.size() != session->csrf.size() || CRYPTO_memcmp(csrf.data(), session->csrf.data(), csrf.size()) != 0)
+      return fail(Errc::kForbidden, "missing or wrong X-CSRF-Token: reload the page");
+  }
+  return session->caller;
+}
+
+void Api::handleSession(Call& call, const Peer& peer) {
+  const auto method = call.req.method();
+  auto answer = [&](int status, const Caller& caller, const std::string& csrf) {
+    call.sendJson(status, json::object{{"account", caller.account}, {"admin", caller.admin}, {"csrf", csrf}});
+  };
+  if (method == http::verb::post) {
+    const auto now = std::chrono::steady_clock::now();
+    const std::string_view origin = call.req[http::field::origin];
+    const std::string_view host = call.req[http::field::host];
+    if (!hostIsOurs(host)) return call.sendError(403, "forbidden", fmt::format("Host '{}' is not this daemon's address", host));
+    if (!origin.empty() && origin != fmt::format("http://{}", host) && origin != fmt::format("https://{}", host))
+      return call.sendError(403, "forbidden", fmt::format("a sign-in from another origin ('{}') is refused", origin));
+    if (!peer.address.empty()) {
+      if (const int64_t wait = throttle_.blockedFor(peer.address, now))
+        return call.sendError(429, "exhausted", fmt::format("too many failed sign-ins from your address; try again in {} s", wait));
+    }
+    auto body = parseObject(call.req.body());
+    if (!body) return call.sendError(body.error());
+    const auto* token = body->if_contains("token");
+    if (!token || !token->is_string() || token->as_string().empty())
+      return call.sendError(400, "invalid_argument", "field 'token' is required: the account's API token");
+    auto accounts = db_.listAccounts();
+    if (!accounts) return call.sendError(accounts.error());
+    Peer who;
+    who.authorization = "Bearer " + std::string(token->as_string());
+    auto caller = auth_.identify(who, *accounts);
+    if (!caller) {
+      throttle_.failed(peer.address.empty() ? "the unix socket" : peer.address, now);
+      return call.sendError(401, "unauthorized", "wrong token");
+    }
+    const std::string id = sessions_.open(*caller, now);
+    const Session* session = sessions_.find(id, now);
+    const bool tls = call.req["X-Forwarded-Proto"] == "https";
+    Response res{http::status::created, call.req.version()};
+    res.set(http::field::server, "hostvisor");
+    res.set(http::field::content_type, "application/json");
+    res.set(http::field::cache_control, "no-store");
+    res.set(http::field::set_cookie, fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict{}", kSessionCookie, id,
+                                                 tls ? "; Secure" : ""));
+    res.body() = json::serialize(json::object{{"account", caller->account}, {"admin", caller->admin},
+                                              {"csrf", session->csrf}}) + "\n";
+    res.keep_alive(call.req.keep_alive());
+    res.prepare_payload();
+    return call.respond(std::move(res));
+  }
+  const std::string_view id = cookieValue(call.req[http::field::cookie], kSessionCookie);
+  auto caller = id.empty() ? Result<Caller>(fail(Errc::kUnauthorized, "not signed in")) : authenticateSession(call.req, id);
+  if (!caller) return call.sendError(caller.error());
+  if (method == http::verb::get) return answer(200, *caller, sessions_.find(id, std::chrono::steady_clock::now())->csrf);
+  if (method != http::verb::delete_) return call.sendError(405, "method_not_allowed", "use POST, GET or DELETE");
+  sessions_.close(id);
+  Response res{http::status::ok, call.req.version()};
+  res.set(http::field::server, "hostvisor");
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::set_cookie, fmt::format("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", kSessionCookie));
+  res.body() = "{\"signed_out\":true}\n";
+  res.keep_alive(call.req.keep_alive());
+  res.prepare_payload();
+  call.respond(std::move(res));
+}
+
+std::expected<Api::EventsTarget, Response> Api::eventsTarget(const Request& req, const Peer& peer) {
+  auto caller = authenticate(req, peer);
+  if (!caller)
+    return std::unexpected(errorResponse(req.version(),
+                                         caller.error().code == Errc::kExhausted ? 429 : wire::httpStatusOf(caller.error().code),
+                                         errcName(caller.error().code), caller.error().message));
+  auto slot = takeFollowSlot(caller->admin ? std::string() : caller->account);
+  if (!slot) return std::unexpected(errorResponse(req.version(), 429, "exhausted", slot.error().message));
+  return EventsTarget{*caller, std::move(*slot)};
 }
 
 void Api::handleApi(Call& call, const Caller& caller) {

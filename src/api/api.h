@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "api/auth.h"
+#include "api/sessions.h"
 #include "os/cgroup.h"
 #include "store/database.h"
 #include "supervisor/supervisor.h"
@@ -33,6 +34,7 @@ using Response = boost::beast::http::response<boost::beast::http::string_body>;
 using Respond = std::function<void(Response)>;
 
 class AuditLog;  // audit_log.h
+class EventHub;  // event_stream.h
 
 struct ApiHooks {
   std::function<void(bool stopInstances)> shutdown;
@@ -49,8 +51,7 @@ struct LogFollowTarget;  // log_stream.h
 
 class Api {
  public:
-  Api(supervisor::Supervisor& supervisor, store::Database& db, Authenticator auth, ApiHooks hooks)
-      : supervisor_(supervisor), db_(db), auth_(std::move(auth)), hooks_(std::move(hooks)) {}
+  Api(supervisor::Supervisor& supervisor, store::Database& db, Authenticator auth, ApiHooks hooks);
 
   // `known`: the caller admit() found for this request, if it ran.
   void handle(const Request& req, const Peer& peer, Respond respond, const Caller* known = nullptr);
@@ -64,6 +65,16 @@ class Api {
   // For a WebSocket upgrade: which log the caller may follow, or why not
   // (an error response to send instead).
   std::expected<LogFollowTarget, Response> logFollowTarget(const Request& req, const Peer& peer);
+  // For a WebSocket upgrade of /api/v1/events: the caller and its stream
+  // slot (counted with the log follows), or the refusal.
+  struct EventsTarget {
+    Caller caller;
+    std::shared_ptr<void> slot;
+  };
+  std::expected<EventsTarget, Response> eventsTarget(const Request& req, const Peer& peer);
+  const std::shared_ptr<EventHub>& events() const { return events_; }
+  // SupervisorOptions::onInstanceChanged.
+  void instanceChanged(const std::string& name, const std::string& account);
 
   // For errors found before a request reaches handle() (parse errors, limits).
   static Response errorResponse(unsigned version, int status, std::string_view code,
@@ -73,6 +84,12 @@ class Api {
   struct Call;
 
   Result<Caller> authenticate(const Request& req, const Peer& peer);
+  // A browser's session cookie, with its checks: a Host that is this daemon's
+  // (no DNS rebinding), an Origin that is the Host's, and for a state change
+  // the session's CSRF token in X-CSRF-Token.
+  Result<Caller> authenticateSession(const Request& req, std::string_view id);
+  // /api/v1/session: sign in (POST, with a token), who am I (GET), sign out (DELETE).
+  void handleSession(Call& call, const Peer& peer);
   void handleApi(Call& call, const Caller& caller);
   void handleInstance(Call& call, const Caller& caller, const std::string& name,
                       const std::string& action);
@@ -100,6 +117,8 @@ class Api {
   store::Database& db_;
   Authenticator auth_;
   AuthThrottle throttle_;
+  SessionStore sessions_;
+  std::shared_ptr<EventHub> events_;
   ApiHooks hooks_;
   size_t listBytesHint_ = 0;  // size of the last list body, to reserve the next
   struct FollowCounts {

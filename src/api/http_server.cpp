@@ -17,6 +17,7 @@
 
 #include <unordered_map>
 
+#include "api/event_stream.h"
 #include "api/log_stream.h"
 
 #include "base/strings.h"
@@ -114,9 +115,16 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   void onHeader(error_code ec, size_t) {
     if (readFailed(ec)) return;
     if (beast::websocket::is_upgrade(parser_->get())) {
-      auto target = shared_->api.logFollowTarget(parser_->get(), peer_);
-      if (!target) return refuse(std::move(target.error()));
-      return startLogStream(std::move(stream_), parser_->get(), std::move(*target));
+      const std::string_view target = parser_->get().target();
+      if (target.substr(0, target.find('?')) == "/api/v1/events") {
+        auto events = shared_->api.eventsTarget(parser_->get(), peer_);
+        if (!events) return refuse(std::move(events.error()));
+        return startEventStream(std::move(stream_), parser_->get(), shared_->api.events(), std::move(events->caller),
+                                std::move(events->slot));
+      }
+      auto log = shared_->api.logFollowTarget(parser_->get(), peer_);
+      if (!log) return refuse(std::move(log.error()));
+      return startLogStream(std::move(stream_), parser_->get(), std::move(*log));
     }
     auto admitted = shared_->api.admit(parser_->get(), peer_);
     if (!admitted) return refuse(std::move(admitted.error()));

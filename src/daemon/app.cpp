@@ -314,6 +314,12 @@ Result<int> serve(const Config& config) {
   options.onRoutesChanged = [&] {
     if (routesChanged) routesChanged();
   };
+  // The API (made below, once the supervisor exists) pushes changes to the
+  // panels' event streams.
+  std::function<void(const std::string&, const std::string&)> instanceChanged;
+  options.onInstanceChanged = [&](const std::string& name, const std::string& account) {
+    if (instanceChanged) instanceChanged(name, account);
+  };
   auto proxy = proxyStarting.get();
   if (!proxy) return std::unexpected(proxy.error());
   supervisor::Supervisor supervisor(io, **db, clock, options);
@@ -351,6 +357,8 @@ Result<int> serve(const Config& config) {
                api::ApiHooks{[&](bool stop) { shutdown(stop); }, [&] { return mechanisms; }, &*audit,
                              [&] { return *proxy ? proxy::prometheusText((*proxy)->stats()) : std::string(); },
                              toRecord(os::UserInfo{}, "", "", config.accountDefaults)});
+  instanceChanged = [&api](const std::string& name, const std::string& account) { api.instanceChanged(name, account); };
+  ScopeExit unhookEvents([&] { instanceChanged = nullptr; });
   api::HttpServer server(io, api);
   if (auto s = server.listenUnix(socketPath(dataDir)); !s) return std::unexpected(s.error());
   std::string apiAddress;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <vector>
 
 namespace hv::supervisor {
 
@@ -56,24 +57,31 @@ Result<std::string> LogFiles::tailOf(const std::string& path, int lines, off_t e
   if (end >= 0 && end < size) size = end;
   if (lines <= 0) return std::string();
 
-  // Read backwards in chunks until enough newlines are seen. A trailing
+  // Read backwards in chunks until enough newlines are seen, each byte read
+  // and counted once (a 6 MB log read for n = 1,000,000 took the control
+  // thread ~0.1 s when every chunk re-counted all before it). A trailing
   // newline ends the last line; it does not start an empty one.
-  std::string buf;
+  constexpr size_t kChunk = 64 * 1024;
+  std::vector<std::string> chunks;  // newest first
+  size_t total = 0;
   off_t pos = size;
   int newlines = 0;
-  constexpr size_t kChunk = 64 * 1024;
-  while (pos > 0 && buf.size() < maxBytes) {
+  while (pos > 0 && total < maxBytes && newlines < lines) {
     const size_t n = static_cast<size_t>(std::min<off_t>(pos, kChunk));
     pos -= static_cast<off_t>(n);
     std::string chunk(n, '\0');
     ssize_t got = ::pread(fd.get(), chunk.data(), n, pos);
     if (got < 0) return failErrno("read log " + path, errno);
     chunk.resize(static_cast<size_t>(got));
-    buf.insert(0, chunk);
-    newlines = 0;
-    for (size_t i = 0; i + 1 < buf.size(); ++i) newlines += buf[i] == '\n';
-    if (newlines >= lines) break;
+    // The file's very last byte, if a newline, ends a line rather than starting one.
+    const size_t countUpTo = total == 0 && !chunk.empty() ? chunk.size() - 1 : chunk.size();
+    newlines += static_cast<int>(std::count(chunk.begin(), chunk.begin() + static_cast<ptrdiff_t>(countUpTo), '\n'));
+    total += chunk.size();
+    chunks.push_back(std::move(chunk));
   }
+  std::string buf;
+  buf.reserve(total);
+  for (auto it = chunks.rbegin(); it != chunks.rend(); ++it) buf += *it;
   // Keep only the last `lines` lines.
   size_t start = buf.size() > 0 ? buf.size() - 1 : 0;
   int seen = 0;

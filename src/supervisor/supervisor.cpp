@@ -90,6 +90,10 @@ void Supervisor::notifyRoutes(bool routed) const {
   if (routed && options_.onRoutesChanged) options_.onRoutesChanged();
 }
 
+void Supervisor::notifyChanged(const store::InstanceRecord& spec) const {
+  if (options_.onInstanceChanged) options_.onInstanceChanged(spec.name, spec.account);
+}
+
 Status Supervisor::persist(const store::InstanceRecord& spec) { return db_.updateInstance(spec); }
 
 std::vector<const store::InstanceRecord*> Supervisor::siblingsOf(const std::string& account,
@@ -172,10 +176,13 @@ void Supervisor::setState(Instance& inst, State state, std::string reason) {
                   stateName(state), reason.empty() ? "" : ": ", reason);
   }
   const bool changed = inst.state != state;
+  const bool routed = !inst.spec.route.empty();
   inst.state = state;
   inst.reason = std::move(reason);
+  notifyChanged(inst.spec);
+  // Last: a waiter may delete the instance (rm answers once it is stopped).
   notifyWaiters(inst);
-  if (changed) notifyRoutes(!inst.spec.route.empty());
+  if (changed) notifyRoutes(routed);
 }
 
 void Supervisor::notifyWaiters(Instance& inst) {
@@ -265,6 +272,7 @@ Result<InstanceStatus> Supervisor::create(store::InstanceRecord spec, bool start
   spdlog::info("instance {}: created for account {} on port {}", inst.spec.name,
                inst.spec.account, inst.spec.port);
   notifyRoutes(!inst.spec.route.empty());
+  notifyChanged(inst.spec);
   if (start) spawnNow(inst);
   return snapshot(inst);
 }
@@ -297,6 +305,7 @@ Result<InstanceStatus> Supervisor::update(
   const bool hadRoute = !inst->spec.route.empty();
   inst->spec = std::move(next);
   notifyRoutes(hadRoute || !inst->spec.route.empty());
+  notifyChanged(inst->spec);
   return snapshot(*inst);
 }
 
@@ -314,7 +323,9 @@ void Supervisor::remove(const std::string& name, std::function<void(Status)> don
     }
     auto waiters = std::move(inst->waiters);
     const bool hadRoute = !inst->spec.route.empty();
+    const store::InstanceRecord gone = inst->spec;
     instances_.erase(name);
+    notifyChanged(gone);
     for (auto& w : waiters) w->done(std::unexpected(notFoundError(name)));
     spdlog::info("instance {}: deleted", name);
     notifyRoutes(hadRoute);

@@ -80,6 +80,10 @@ struct SupervisorOptions {
   // daemon updates the proxy's routes from it (routeViews()). Instances
   // without a route never call it: a mass start of those publishes nothing.
   std::function<void()> onRoutesChanged;
+  // Called (on the control thread) whenever anything shown of an instance may
+  // have changed: created, edited, deleted, a new state or process. Cheap
+  // callers only (the API coalesces them into one event per loop turn).
+  std::function<void(const std::string& name, const std::string& account)> onInstanceChanged;
 };
 
 // What the proxy's route table needs of one instance with a route: no stats,
@@ -178,6 +182,7 @@ class Supervisor {
   Status persist(const store::InstanceRecord& spec);
   // onRoutesChanged, if the instance had or has a route.
   void notifyRoutes(bool routed) const;
+  void notifyChanged(const store::InstanceRecord& spec) const;  // onInstanceChanged
   Status checkRouteFree(const store::InstanceRecord& spec) const;
   void setState(Instance& inst, State state, std::string reason);
   void notifyWaiters(Instance& inst);

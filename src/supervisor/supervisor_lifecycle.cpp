@@ -450,6 +450,7 @@ void Supervisor::onSpawned(const std::string& name, uint64_t run, const store::A
   if (auto s = persist(inst.spec); !s)
     spdlog::error("instance {}: cannot record pid {}: {}", name, child->pid, s.error().message);
   logs_.appendEvent(name, fmt::format("started pid {} on port {}", child->pid, inst.spec.port));
+  notifyChanged(inst.spec);  // its pid
   watchExit(inst);
   if (inst.state == State::kStopping) {
     // Stopped while it was being born: it has run nothing worth a grace

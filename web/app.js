@@ -1,0 +1,783 @@
+// hostvisor's control panel: sign in with a token (a cookie session, the
+// token itself never kept), the instances as a live table (a WebSocket of
+// events, never polling), create / start / stop / restart / delete, and the
+// selected instance's output as it is written.
+//
+// The daemon serves this file under a strict CSP: no eval, no inline style,
+// no markup built from strings (every text goes in through textContent).
+// State-changing calls carry the session's CSRF token (X-CSRF-Token) and a
+// JSON content type, or the daemon refuses them.
+
+const API = '/api/v1';
+const MAX_LOG_LINES = 2000;        // lines kept on screen; the oldest go first
+const MAX_PENDING_LOG = 1 << 20;   // characters waiting for a frame (or a resume)
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 15000;
+const STATES = new Set(['stopped', 'starting', 'running', 'backoff', 'stopping', 'exited', 'fatal']);
+const ACTION_LABELS = { start: 'Start', stop: 'Stop', restart: 'Restart' };
+
+const $ = (id) => document.getElementById(id);
+
+let session = null;                // { account, admin, csrf } while signed in
+const instances = new Map();       // name → { data, row, cells, startedAt, startMs }
+let selected = null;               // the instance whose output the Logs region shows
+let snapshotSeen = false;          // the table holds the daemon's view
+let uptimeTimer = 0;
+let flashTimer = 0;
+const events = { ws: null, attempts: 0, timer: 0 };
+const logs = { ws: null, attempts: 0, timer: 0, view: null, ended: false };
+
+// ---- small helpers ----------------------------------------------------------------
+
+// An element with attributes and children (strings become text nodes).
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === 'className') el.className = value;
+    else el.setAttribute(key, value);
+  }
+  el.append(...children);
+  return el;
+}
+
+// Writes only when the text changed: no needless layout work on updates.
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function backoff(attempt) {
+  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** attempt);
+  return ceiling / 2 + Math.random() * ceiling / 2;   // jitter: not every tab at once
+}
+
+function wsUrl(path) {
+  return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}${API}${path}`;
+}
+
+function fmtDuration(ms) {
+  let s = Math.max(0, Math.floor(ms / 1000));
+  const d = Math.floor(s / 86400); s -= d * 86400;
+  const hrs = Math.floor(s / 3600); s -= hrs * 3600;
+  const m = Math.floor(s / 60); s -= m * 60;
+  if (d) return `${d}d ${hrs}h`;
+  if (hrs) return `${hrs}h ${String(m).padStart(2, '0')}m`;
+  if (m) return `${m}m ${String(s).padStart(2, '0')}s`;
+  return `${s}s`;
+}
+
+function fmtBytes(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i === 0 || n >= 100 ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
+}
+
+function fmtCpu(seconds) {
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)} s`;
+  return fmtDuration(seconds * 1000);
+}
+
+// An argument as a shell would need it, for display only.
+function shellWord(arg) {
+  return /^[\w@%+=:,./{}-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+function flash(message) {
+  const el = $('flash');
+  el.textContent = message;
+  el.hidden = false;
+  clearTimeout(flashTimer);
+  flashTimer = setTimeout(() => { el.hidden = true; }, 10000);
+}
+
+// ---- the API ----------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// One call; resolves with the parsed JSON answer, rejects with an ApiError
+// carrying the daemon's own message.
+async function api(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (method !== 'GET') {
+    headers['Content-Type'] = 'application/json';
+    if (session) headers['X-CSRF-Token'] = session.csrf;
+  }
+  let res;
+  try {
+    res = await fetch(API + path, {
+      method, headers, credentials: 'same-origin', cache: 'no-store',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, 'network', 'The daemon cannot be reached; check your connection.');
+  }
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* not JSON: the status says it */ }
+  if (!res.ok) {
+    const err = data && data.error;
+    throw new ApiError(res.status, err?.code || 'http', err?.message || `${res.status} ${res.statusText}`.trim());
+  }
+  return data;
+}
+
+// A call made while signed in: a 401 means the session is over.
+async function call(method, path, body) {
+  try {
+    return await api(method, path, body);
+  } catch (e) {
+    if (e.status === 401 && session) endSession('Your session has ended. Sign in again.');
+    throw e;
+  }
+}
+
+// ---- session ----------------------------------------------------------------------
+
+function showSignIn(message) {
+  for (const id of ['app', 'who', 'conn', 'sign-out']) $(id).hidden = true;
+  $('signin').hidden = false;
+  $('token-error').textContent = message || '';
+  $('token').setAttribute('aria-invalid', message ? 'true' : 'false');
+  $('token').focus();
+}
+
+function signedIn(answer) {
+  session = { account: answer.account, admin: !!answer.admin, csrf: answer.csrf };
+  $('signin').hidden = true;
+  $('token-error').textContent = '';
+  $('who').textContent = session.admin ? `${session.account} (admin)` : session.account;
+  for (const id of ['app', 'who', 'conn', 'sign-out']) $(id).hidden = false;
+  snapshotSeen = false;
+  renderEmpty();
+  connectEvents();
+  clearInterval(uptimeTimer);
+  uptimeTimer = setInterval(tickUptime, 1000);
+  $('create-open').focus();
+}
+
+async function onSignIn(ev) {
+  ev.preventDefault();
+  const input = $('token');
+  const button = ev.submitter || $('signin-form').querySelector('button');
+  const token = input.value.trim();
+  if (!token) return showSignIn('Enter your API token.');
+  button.disabled = true;
+  try {
+    const answer = await api('POST', '/session', { token });
+    input.value = '';
+    signedIn(answer);
+  } catch (e) {
+    // 401: a wrong token; 429: too many wrong ones; the daemon says which.
+    showSignIn(e.message);
+    input.select();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function onSignOut() {
+  try {
+    await api('DELETE', '/session');
+  } catch { /* already gone: the same end */ }
+  endSession('');
+}
+
+// Back to the sign-in form, with nothing of the session left behind.
+function endSession(message) {
+  session = null;
+  clearTimeout(events.timer);
+  if (events.ws) { const ws = events.ws; events.ws = null; ws.close(1000); }
+  closeLogs();
+  selected = null;
+  clearInterval(uptimeTimer);
+  instances.clear();
+  $('rows').replaceChildren();
+  $('notice').hidden = true;
+  $('flash').hidden = true;
+  if ($('create-dialog').open) $('create-dialog').close();
+  resetLogsPanel();
+  showSignIn(message);
+}
+
+// ---- the events stream --------------------------------------------------------------
+
+function setConn(state, text) {
+  $('conn').dataset.state = state;
+  $('conn').textContent = text;
+}
+
+function eventsLive() {
+  return snapshotSeen && events.ws !== null && events.ws.readyState === WebSocket.OPEN;
+}
+
+function connectEvents() {
+  const ws = new WebSocket(wsUrl('/events'));
+  events.ws = ws;
+  setConn('connecting', 'connecting…');
+  ws.onopen = () => {
+    if (events.ws !== ws) return;
+    events.attempts = 0;
+    setConn('live', 'live');
+  };
+  ws.onmessage = (ev) => {
+    if (events.ws !== ws || typeof ev.data !== 'string') return;
+    let msg;
+    try { msg = JSON.parse(ev.data); } catch { return; }
+    if (msg.type === 'snapshot') applySnapshot(msg.instances || []);
+    else if (msg.type === 'instance' && msg.instance) upsert(msg.instance);
+    else if (msg.type === 'deleted') removeInstance(msg.name);
+  };
+  ws.onclose = () => {
+    if (events.ws !== ws) return;   // one we closed on purpose
+    events.ws = null;
+    if (!session) return;
+    setConn('offline', 'reconnecting…');
+    events.timer = setTimeout(reconnectEvents, backoff(events.attempts++));
+  };
+}
+
+// A socket refused at its handshake looks like any other close: is the
+// session still there? Meanwhile the table gets one fresh listing.
+async function reconnectEvents() {
+  if (!session || events.ws) return;
+  try {
+    const answer = await call('GET', '/session');
+    if (answer && answer.csrf) session.csrf = answer.csrf;
+    applySnapshot(await call('GET', '/instances'));
+  } catch (e) {
+    if (e.status === 401) return;   // endSession ran
+  }
+  if (session && !events.ws) connectEvents();
+}
+
+// ---- the instance table -------------------------------------------------------------
+
+function applySnapshot(list) {
+  const names = new Set(list.map((inst) => inst.name));
+  for (const name of [...instances.keys()]) if (!names.has(name)) removeInstance(name);
+  for (const inst of list) upsert(inst, true);
+  const sorted = [...instances.keys()].sort().map((name) => instances.get(name).row);
+  $('rows').replaceChildren(...sorted);
+  snapshotSeen = true;
+  renderEmpty();
+}
+
+function renderEmpty() {
+  const empty = $('empty');
+  empty.textContent = snapshotSeen ? 'No instances yet.' : 'Loading…';
+  empty.hidden = instances.size > 0;
+}
+
+function createRow(name) {
+  const cells = {
+    name: h('button', { type: 'button', className: 'link', 'data-action': 'select' }, name),
+    account: h('span', { className: 'reason' }),
+    state: h('span', { className: 'state' }),
+    reason: h('span', { className: 'reason' }),
+    port: h('td', { className: 'num port' }),
+    command: h('code'),
+    uptime: h('td', { className: 'num uptime' }),
+    restarts: h('td', { className: 'num restarts' }),
+    cpu: h('td', { className: 'num cpu' }),
+    memory: h('td', { className: 'num memory' }),
+    route: h('code'),
+    copy: h('button', { type: 'button', className: 'quiet', 'data-action': 'copy' }, 'Copy'),
+    routeCell: null,
+  };
+  cells.routeCell = h('td', { className: 'route' }, cells.route, cells.copy);
+  const row = h('tr', {},
+    h('th', { scope: 'row' }, cells.name, cells.account),
+    h('td', { className: 'state-cell' }, cells.state, cells.reason),
+    cells.port,
+    h('td', { className: 'cmd' }, cells.command),
+    cells.uptime, cells.restarts, cells.cpu, cells.memory,
+    cells.routeCell,
+    h('td', { className: 'actions' },
+      h('button', { type: 'button', 'data-action': 'start' }, 'Start'),
+      h('button', { type: 'button', 'data-action': 'stop' }, 'Stop'),
+      h('button', { type: 'button', 'data-action': 'restart' }, 'Restart'),
+      h('button', { type: 'button', className: 'danger', 'data-action': 'delete' }, 'Delete')));
+  row.dataset.name = name;
+  return { data: null, row, cells, startedAt: null, startMs: null };
+}
+
+// Inserts or updates an instance's row. `bulk`: the caller orders the rows.
+function upsert(inst, bulk = false) {
+  if (!inst || typeof inst.name !== 'string') return;
+  let entry = instances.get(inst.name);
+  if (!entry) {
+    entry = createRow(inst.name);
+    instances.set(inst.name, entry);
+    if (!bulk) {
+      const next = [...$('rows').children].find((tr) => tr.dataset.name > inst.name);
+      $('rows').insertBefore(entry.row, next || null);
+      renderEmpty();
+    }
+    if (inst.name === selected) entry.row.classList.add('selected');
+  }
+  entry.data = inst;
+  const c = entry.cells;
+
+  const state = STATES.has(inst.state) ? inst.state : 'unknown';
+  c.state.className = `state ${state}`;
+  setText(c.state, String(inst.state ?? 'unknown'));
+  const reason = inst.reason || '';
+  c.state.title = reason;
+  setText(c.reason, ['backoff', 'exited', 'fatal'].includes(state) ? reason : '');
+  setText(c.account, session && inst.account && inst.account !== session.account ? inst.account : '');
+
+  setText(c.port, inst.port == null ? '—' : String(inst.port));
+  const command = [inst.command || '', ...(inst.args || []).map(shellWord)].join(' ');
+  setText(c.command, command);
+  c.command.title = command;
+  setText(c.restarts, String(inst.restarts ?? 0));
+  setText(c.cpu, typeof inst.cpu_seconds === 'number' ? fmtCpu(inst.cpu_seconds) : '—');
+  c.cpu.title = inst.cpu ? `CPU time of this run; limit ${inst.cpu}% of a core` : 'CPU time of this run';
+  let memory = typeof inst.rss_bytes === 'number' ? fmtBytes(inst.rss_bytes) : '—';
+  if (inst.memory) memory += ` / ${fmtBytes(inst.memory)}`;
+  setText(c.memory, memory);
+  setText(c.route, inst.route || '—');
+  c.copy.hidden = !inst.route;
+  c.routeCell.title = inst.route ? 'Served by the front proxy at this host and path' : '';
+
+  // Uptime runs locally: from `uptime` as of this answer (no clock skew with
+  // the daemon), else `started_at`; kept while the run is the same.
+  if (inst.pid == null || !['running', 'starting', 'stopping'].includes(state)) {
+    entry.startedAt = entry.startMs = null;
+  } else if (entry.startMs === null || entry.startedAt !== inst.started_at) {
+    entry.startedAt = inst.started_at;
+    if (typeof inst.uptime === 'number') entry.startMs = Date.now() - inst.uptime * 1000;
+    else if (typeof inst.started_at === 'number') entry.startMs = inst.started_at * 1000;
+  }
+  renderUptime(entry, Date.now());
+}
+
+function renderUptime(entry, now) {
+  setText(entry.cells.uptime, entry.startMs === null ? '—' : fmtDuration(now - entry.startMs));
+}
+
+function tickUptime() {
+  if (document.hidden) return;
+  const now = Date.now();
+  for (const entry of instances.values()) if (entry.startMs !== null) renderUptime(entry, now);
+}
+
+function removeInstance(name) {
+  const entry = instances.get(name);
+  if (!entry) return;
+  entry.row.remove();
+  instances.delete(name);
+  renderEmpty();
+  // Its log follow ends by itself ("instance deleted"); one that dropped
+  // before that waits for no reconnect.
+  if (name === selected && !logs.ws) logsEnded();
+}
+
+async function act(name, action) {
+  const entry = instances.get(name);
+  const path = `/instances/${encodeURIComponent(name)}`;
+  if (action === 'delete' &&
+      !window.confirm(`Delete the instance "${name}"? It is stopped first; this cannot be undone.`)) return;
+  entry?.row.classList.add('busy');
+  entry?.row.setAttribute('aria-busy', 'true');
+  try {
+    if (action === 'delete') {
+      await call('DELETE', path);
+      removeInstance(name);
+    } else {
+      const inst = await call('POST', `${path}/${action}`);
+      // The events stream has the newest state; an answer may be older.
+      if (!eventsLive()) upsert(inst);
+    }
+  } catch (e) {
+    if (e.status !== 401) flash(`${ACTION_LABELS[action] || 'Delete'} ${name}: ${e.message}`);
+  } finally {
+    entry?.row.classList.remove('busy');
+    entry?.row.removeAttribute('aria-busy');
+  }
+}
+
+async function copyText(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // No clipboard API (a plain-http page on another host): the old way.
+    const area = h('textarea', { className: 'visually-hidden', readonly: '' });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    const ok = document.execCommand('copy');
+    area.remove();
+    if (!ok) return flash(`Copy did not work; the route is ${text}`);
+  }
+  button.textContent = 'Copied';
+  setTimeout(() => { button.textContent = 'Copy'; }, 1500);
+}
+
+function onRowClick(ev) {
+  const button = ev.target.closest('button[data-action]');
+  const name = button?.closest('tr')?.dataset.name;
+  if (!name) return;
+  const action = button.dataset.action;
+  if (action === 'select') selectInstance(name);
+  else if (action === 'copy') copyText(instances.get(name)?.data?.route || '', button);
+  else act(name, action);
+}
+
+// ---- create an instance ----------------------------------------------------------------
+
+const FIELDS = ['name', 'command', 'args', 'env', 'route', 'restart'];
+
+function fieldInput(field) { return $(`f-${field}`); }
+
+function clearCreateErrors() {
+  $('create-error').textContent = '';
+  for (const field of FIELDS) {
+    $(`f-${field}-error`).textContent = '';
+    fieldInput(field).removeAttribute('aria-invalid');
+  }
+}
+
+// The field a message is about: the first field name it mentions.
+function fieldOf(message, code) {
+  const m = /\b(name|command|route|arg(?:ument)?s?|env(?:ironment)?|restart)\b/i.exec(message);
+  if (!m) return code === 'conflict' ? 'name' : null;
+  const word = m[1].toLowerCase();
+  return word.startsWith('arg') ? 'args' : word.startsWith('env') ? 'env' : word;
+}
+
+function showCreateError(message, field) {
+  if (!field) {
+    $('create-error').textContent = message;
+    return;
+  }
+  $(`f-${field}-error`).textContent = message;
+  fieldInput(field).setAttribute('aria-invalid', 'true');
+  fieldInput(field).focus();
+}
+
+function openCreate() {
+  clearCreateErrors();
+  $('create-dialog').showModal();
+  // While the dialog is up, the page behind it is inert; hiding its opener
+  // too keeps "Create" the only button of that name anyone can find.
+  $('create-open').hidden = true;
+  fieldInput('name').focus();
+}
+
+function onCreateClosed() {
+  $('create-open').hidden = false;
+  if (session) $('create-open').focus();
+}
+
+function lines(text) {
+  return text.split('\n').map((line) => line.replace(/\r$/, ''));
+}
+
+async function onCreate(ev) {
+  ev.preventDefault();
+  clearCreateErrors();
+  const body = {
+    name: fieldInput('name').value.trim(),
+    command: fieldInput('command').value.trim(),
+    restart: fieldInput('restart').value,
+    start: true,
+  };
+  const args = lines(fieldInput('args').value).filter((line) => line !== '');
+  if (args.length) body.args = args;
+  const env = {};
+  const envLines = lines(fieldInput('env').value);
+  for (let i = 0; i < envLines.length; i++) {
+    if (envLines[i].trim() === '') continue;
+    const eq = envLines[i].indexOf('=');
+    if (eq <= 0) return showCreateError(`Line ${i + 1}: write KEY=VALUE.`, 'env');
+    env[envLines[i].slice(0, eq).trim()] = envLines[i].slice(eq + 1);
+  }
+  if (Object.keys(env).length) body.env = env;
+  const route = fieldInput('route').value.trim();
+  if (route) body.route = route;
+
+  const submit = $('create-submit');
+  submit.disabled = true;
+  try {
+    const inst = await call('POST', '/instances', body);
+    $('create-dialog').close();
+    $('create-form').reset();
+    showNotice(inst);
+    // The stream may have brought it already, newer: then that one stays.
+    if (!instances.has(inst.name) || !eventsLive()) upsert(inst);
+    selectInstance(inst.name);
+  } catch (e) {
+    if (e.status !== 401) showCreateError(e.message, fieldOf(e.message, e.code));
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+function showNotice(inst) {
+  $('notice-name').textContent = inst.name;
+  $('new-port').textContent = inst.port == null ? 'none yet' : String(inst.port);
+  $('notice').hidden = false;
+}
+
+// ---- live logs ---------------------------------------------------------------------
+
+// The output of one instance as lines of coloured segments. Bytes arrive in
+// any amount; they are parsed and put on screen once per animation frame, at
+// most MAX_LOG_LINES lines are kept, a carriage return rewrites the current
+// line, ANSI colours become classes and other escape sequences go.
+class LogView {
+  constructor(el) {
+    this.el = el;
+    this.paused = false;
+    this.reset();
+  }
+
+  reset() {
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.pending = '';
+    this.carry = '';      // an escape sequence cut at the end of the last chunk
+    this.skipped = 0;     // characters dropped because they came too fast
+    this.count = 0;       // finished lines on screen
+    this.cur = [];        // the unfinished line: [[class, text], ...]
+    this.cr = false;      // a carriage return came: the next text rewrites `cur`
+    this.fg = -1;
+    this.bold = false;
+    this.curEl = h('div');
+    this.curEl.hidden = true;
+    this.el.replaceChildren(this.curEl);
+  }
+
+  push(text) {
+    this.pending += text;
+    if (this.pending.length > MAX_PENDING_LOG) {
+      // More than can be shown: keep the newest half, from a line's start.
+      let cut = this.pending.length - MAX_PENDING_LOG / 2;
+      const nl = this.pending.indexOf('\n', cut);
+      if (nl >= 0) cut = nl + 1;
+      this.skipped += cut;
+      this.pending = this.pending.slice(cut);
+    }
+    this.schedule();
+  }
+
+  schedule() {
+    if (!this.frame && !this.paused && this.pending) {
+      this.frame = requestAnimationFrame(() => { this.frame = 0; this.flush(); });
+    }
+  }
+
+  setPaused(paused) {
+    this.paused = paused;
+    this.schedule();
+  }
+
+  // A line of the panel's own (reconnected, deleted), after what came so far.
+  note(text) {
+    this.flush();
+    this.append([[['meta', text]]]);
+  }
+
+  flush() {
+    let text = this.carry + this.pending;
+    this.pending = this.carry = '';
+    const open = /\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*\x1b?)?$/.exec(text);
+    if (open && text.length - open.index < 4096) {
+      this.carry = text.slice(open.index);
+      text = text.slice(0, open.index);
+    }
+    const done = [];
+    if (this.skipped) {
+      if (this.cur.length) done.push(this.cur);
+      this.cur = [];
+      done.push([['meta', `[… ${fmtBytes(this.skipped)} of output skipped: it came faster than it can be shown]`]]);
+      this.skipped = 0;
+    }
+    const re = /\x1b\[([0-?]*)[ -/]*([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-_]?|\r\n|\n|\r|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g;
+    let last = 0;
+    for (let m; (m = re.exec(text));) {
+      if (m.index > last) this.add(text.slice(last, m.index));
+      last = re.lastIndex;
+      const token = m[0];
+      if (token === '\n' || token === '\r\n') {
+        this.cr = false;
+        done.push(this.cur);
+        this.cur = [];
+        if (done.length > 2 * MAX_LOG_LINES) done.splice(0, done.length - MAX_LOG_LINES);
+      } else if (token === '\r') {
+        this.cr = true;
+      } else if (m[2] === 'm') {
+        this.sgr(m[1]);
+      }
+      // Any other escape sequence or control character: dropped.
+    }
+    if (last < text.length) this.add(text.slice(last));
+    this.append(done);
+  }
+
+  add(text) {
+    if (this.cr) { this.cur = []; this.cr = false; }
+    const cls = (this.fg >= 0 ? `c${this.fg}` : '') + (this.bold ? ' b' : '');
+    const lastSeg = this.cur[this.cur.length - 1];
+    if (lastSeg && lastSeg[0] === cls) lastSeg[1] += text;
+    else this.cur.push([cls, text]);
+  }
+
+  // Select Graphic Rendition: the 16 basic colours and bold; the rest ignored.
+  sgr(params) {
+    const codes = params === '' ? [0] : params.split(';').map((p) => Number(p) || 0);
+    for (let i = 0; i < codes.length; i++) {
+      const n = codes[i];
+      if (n === 0) { this.fg = -1; this.bold = false; }
+      else if (n === 1) this.bold = true;
+      else if (n === 22) this.bold = false;
+      else if (n >= 30 && n <= 37) this.fg = n - 30;
+      else if (n >= 90 && n <= 97) this.fg = n - 90 + 8;
+      else if (n === 39) this.fg = -1;
+      else if (n === 38 || n === 48) {
+        // 256 colours (5;N) or true colour (2;R;G;B): the basic 16 kept.
+        if (codes[i + 1] === 5) { if (n === 38) this.fg = codes[i + 2] < 16 ? codes[i + 2] : -1; i += 2; }
+        else if (codes[i + 1] === 2) i += 4;
+      }
+    }
+  }
+
+  lineEl(segments, el = h('div')) {
+    el.replaceChildren(...segments.map(([cls, text]) => (cls ? h('span', { className: cls }, text) : text)));
+    if (segments.length === 1 && segments[0][0] === 'meta') el.className = 'meta';
+    return el;
+  }
+
+  // Puts finished lines (and the unfinished one) on screen, oldest dropped.
+  append(done) {
+    const follow = this.el.scrollHeight - this.el.scrollTop - this.el.clientHeight < 32;
+    const fresh = done.slice(-MAX_LOG_LINES);
+    if (fresh.length) {
+      const frag = document.createDocumentFragment();
+      for (const segments of fresh) frag.append(this.lineEl(segments));
+      this.el.insertBefore(frag, this.curEl);
+      this.count += fresh.length;
+      while (this.count > MAX_LOG_LINES) { this.el.firstChild.remove(); this.count--; }
+    }
+    this.lineEl(this.cur, this.curEl);
+    this.curEl.hidden = this.cur.length === 0;
+    if (follow) this.el.scrollTop = this.el.scrollHeight;
+  }
+}
+
+function setLogsStatus(text) {
+  setText($('logs-status'), text);
+}
+
+function resetLogsPanel() {
+  logs.view.reset();
+  setText($('logs-name'), '');
+  setLogsStatus('');
+  $('log-view').hidden = true;
+  $('logs-hint').hidden = false;
+}
+
+// The selected instance is gone: its output stays, marked, and no reconnect.
+function logsEnded() {
+  clearTimeout(logs.timer);
+  if (logs.ended) return;
+  logs.ended = true;
+  logs.view.note('[the instance was deleted]');
+  setLogsStatus('ended');
+}
+
+function closeLogs() {
+  clearTimeout(logs.timer);
+  if (logs.ws) { const ws = logs.ws; logs.ws = null; ws.close(1000); }
+}
+
+function selectInstance(name) {
+  if (selected === name && logs.ws) return;
+  instances.get(selected)?.row.classList.remove('selected');
+  selected = name;
+  instances.get(name)?.row.classList.add('selected');
+  setText($('logs-name'), `— ${name}`);
+  $('log-view').hidden = false;
+  $('logs-hint').hidden = true;
+  logs.attempts = 0;
+  logs.ended = false;
+  logs.view.reset();
+  openLogs(name);
+}
+
+// Follows NAME's log: the last 200 lines, then everything written. A
+// reconnect starts over from the last 200 lines (no gap, no repeat), once
+// it is through: until then what was shown stays.
+function openLogs(name) {
+  closeLogs();
+  const ws = new WebSocket(wsUrl(`/instances/${encodeURIComponent(name)}/logs?n=200`));
+  ws.binaryType = 'arraybuffer';
+  const decoder = new TextDecoder();   // invalid UTF-8 becomes U+FFFD
+  logs.ws = ws;
+  setLogsStatus('connecting…');
+  ws.onopen = () => {
+    if (logs.ws !== ws) return;
+    logs.attempts = 0;
+    logs.view.reset();
+    setLogsStatus(logs.view.paused ? 'paused' : 'live');
+  };
+  ws.onmessage = (ev) => {
+    if (logs.ws !== ws) return;
+    logs.view.push(typeof ev.data === 'string' ? ev.data : decoder.decode(ev.data, { stream: true }));
+  };
+  ws.onclose = (ev) => {
+    if (logs.ws !== ws) return;   // replaced or closed on purpose
+    logs.ws = null;
+    logs.view.push(decoder.decode());
+    if (!session || selected !== name) return;
+    if (ev.reason === 'instance deleted' || (snapshotSeen && !instances.has(name))) return logsEnded();
+    setLogsStatus('reconnecting…');
+    logs.timer = setTimeout(() => {
+      if (session && selected === name && !logs.ws) openLogs(name);
+    }, backoff(logs.attempts++));
+  };
+}
+
+function onPauseToggle() {
+  const paused = !logs.view.paused;
+  logs.view.setPaused(paused);
+  const button = $('logs-pause');
+  button.textContent = paused ? 'Follow' : 'Pause';
+  button.setAttribute('aria-pressed', String(paused));
+  if (logs.ws) setLogsStatus(paused ? 'paused' : 'live');
+  if (!paused) $('log-view').scrollTop = $('log-view').scrollHeight;
+}
+
+// ---- start ----------------------------------------------------------------------------
+
+async function boot() {
+  logs.view = new LogView($('log-view'));
+  resetLogsPanel();
+  $('signin-form').addEventListener('submit', onSignIn);
+  $('sign-out').addEventListener('click', onSignOut);
+  $('create-open').addEventListener('click', openCreate);
+  $('create-cancel').addEventListener('click', () => $('create-dialog').close());
+  $('create-dialog').addEventListener('close', onCreateClosed);
+  $('create-form').addEventListener('submit', onCreate);
+  $('notice-close').addEventListener('click', () => { $('notice').hidden = true; });
+  $('rows').addEventListener('click', onRowClick);
+  $('logs-pause').addEventListener('click', onPauseToggle);
+  $('logs-clear').addEventListener('click', () => { logs.view.reset(); });
+  document.addEventListener('visibilitychange', tickUptime);
+
+  // A valid session cookie (a reload, a new tab) signs in without the token.
+  try {
+    signedIn(await api('GET', '/session'));
+  } catch (e) {
+    showSignIn(e.status === 401 ? '' : e.message);
+  }
+}
+
+boot();
