@@ -44,6 +44,9 @@ cat <<MSG
 
   hostvisor is running (data dir $DATA_DIR).
 
+  The control panel:                  http://127.0.0.1:8070/
+  (sign in with the admin token:      $(cat "$DATA_DIR/admin.token"))
+
   The chat, behind the front proxy:   http://127.0.0.1:8080/chat/   (open it in two tabs)
   (the instance 'chat' got port $PORT; the proxy routes /chat/ to it, WebSocket included)
   A plain HTTP example:               curl http://127.0.0.1:8080/hello/
