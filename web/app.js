@@ -277,7 +277,7 @@ function renderEmpty() {
 function createRow(name) {
   const cells = {
     name: h('button', { type: 'button', className: 'link', 'data-action': 'select' }, name),
-    account: h('span', { className: 'reason' }),
+    account: h('span', { className: 'sub' }),
     state: h('span', { className: 'state' }),
     reason: h('span', { className: 'reason' }),
     port: h('td', { className: 'num port' }),
@@ -374,6 +374,7 @@ function removeInstance(name) {
   entry.row.remove();
   instances.delete(name);
   renderEmpty();
+  if ($('notice-name').textContent === name) $('notice').hidden = true;
   // Its log follow ends by itself ("instance deleted"); one that dropped
   // before that waits for no reconnect.
   if (name === selected && !logs.ws) logsEnded();

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "api/api_call.h"
+#include "supervisor/validation.h"
 #include "base/strings.h"
 #include "os/netpolicy/cidr.h"
 #include "os/users.h"
@@ -18,6 +19,8 @@ namespace {
 json::object accountToJson(const store::AccountRecord& a, size_t instances) {
   json::array egress;
   for (const auto& e : a.egress) egress.emplace_back(e);
+  json::array domains;
+  for (const auto& d : a.domains) domains.emplace_back(d);
   return json::object{{"name", a.name},
                       {"user", a.user},
                       {"uid", a.uid},
@@ -29,6 +32,7 @@ json::object accountToJson(const store::AccountRecord& a, size_t instances) {
                       {"max_procs", a.maxProcs},
                       {"max_open_files", a.maxOpenFiles},
                       {"egress", std::move(egress)},
+                      {"domains", std::move(domains)},
                       {"instances", instances},
                       {"created_at", a.createdAt}};
 }
@@ -81,6 +85,15 @@ Status applyAccountFields(const json::object& body, bool creating, store::Accoun
         a.maxMemoryBytes = *bytes;
       } else {
         s = num(a.maxMemoryBytes, INT64_MAX);
+      }
+    } else if (key == "domains") {
+      if (!v.is_array()) return invalid("field 'domains' must be an array of host names (\"shop.example.com\")");
+      a.domains.clear();
+      for (const auto& d : v.as_array()) {
+        if (!d.is_string()) return invalid("field 'domains' must be an array of strings");
+        if (auto bad = supervisor::validateDomain(d.as_string()); !bad)
+          return invalid(fmt::format("domain '{}': {}", std::string_view(d.as_string()), bad.error().message));
+        a.domains.emplace_back(d.as_string());
       }
     } else if (key == "egress") {
       if (!v.is_array()) return invalid("field 'egress' must be an array of \"HOST-or-CIDR:PORT\" strings");

@@ -1,6 +1,7 @@
 #include "api/api.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
@@ -18,6 +19,7 @@
 #include "api/panel.h"
 #include "api/wire/wire.h"
 #include "base/strings.h"
+#include "supervisor/validation.h"
 
 namespace hv::api {
 
@@ -403,10 +405,27 @@ void Api::patchInstance(Call& call, const Caller& caller, const std::string& nam
 // answers for, inside other accounts' sites (their cookies, their origin):
 // only the admin (and the daemon's own user) may set one. Accounts give a
 // host: "chat.example.com/ws/".
+// And an account routes only hosts of its domains (set by the admin), so
+// that no account can claim another's site first.
 Status Api::checkRouteAllowed(const Caller& caller, const std::string& route) {
-  if (caller.admin || route.empty() || !route.starts_with('/')) return {};
-  return fail(Errc::kForbidden, fmt::format("route '{}' has no host, so it would answer on every domain of this "
-                                            "server; give it yours, like 'chat.example.com{}'", route, route));
+  if (caller.admin || route.empty()) return {};
+  auto account = db_.findAccount(caller.account);
+  if (!account) return std::unexpected(account.error());
+  const std::vector<std::string> none;
+  const auto& domains = *account ? (*account)->domains : none;
+  const std::string example = domains.empty() ? "chat.example.com" : domains.front();
+  if (route.starts_with('/'))
+    return fail(Errc::kForbidden, fmt::format("route '{}' has no host, so it would answer on every domain of this "
+                                              "server; give it one of yours, like '{}{}'", route, example, route));
+  const std::string host = route.substr(0, route.find('/'));
+  if (supervisor::hostInDomains(host, domains)) return {};
+  return fail(Errc::kForbidden,
+              domains.empty()
+                  ? fmt::format("route '{}': account '{}' has no domains; the admin gives an account its domains "
+                                "(hostvisor account set {} --domain {})", route, caller.account, caller.account, host)
+                  : fmt::format("route '{}': host '{}' is not among the domains of account '{}' ({}); an account "
+                                "routes only its own domains and their subdomains",
+                                route, host, caller.account, fmt::join(domains, ", ")));
 }
 
 void Api::audit(const Caller& caller, std::string_view action, std::string_view target, const Status& outcome) {

@@ -106,7 +106,7 @@ class Api {
   void deleteAccount(Call& call, const Caller& caller, const std::string& name);
   void rotateToken(Call& call, const Caller& caller, store::AccountRecord account);
   void audit(const Caller& caller, std::string_view action, std::string_view target, const Status& outcome);
-  static Status checkRouteAllowed(const Caller& caller, const std::string& route);
+  Status checkRouteAllowed(const Caller& caller, const std::string& route);
 
   // Log follows (WebSocket streams): per account, and in all (the admin's count only there).
   static constexpr size_t kMaxFollowsPerAccount = 8;

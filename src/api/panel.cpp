@@ -20,9 +20,20 @@ bool acceptsGzip(const Request& req) {
 }
 
 // A file of HOSTVISOR_WEB_DIR, for working on the panel without a rebuild.
+// Only "/NAME" with NAME of [A-Za-z0-9._-] and no "..": the panel is one flat folder.
+bool isPanelPath(std::string_view path) {
+  if (path.size() < 2 || path[0] != '/' || path.find("..") != std::string_view::npos) return false;
+  for (char c : path.substr(1)) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 std::optional<std::string> fromDevDir(std::string_view path, const PanelAsset*& asset) {
   const char* dir = std::getenv("HOSTVISOR_WEB_DIR");
-  if (!dir || !*dir) return std::nullopt;
+  if (!dir || !*dir || !isPanelPath(path)) return std::nullopt;
   std::ifstream in(std::string(dir) + std::string(path), std::ios::binary);
   if (!in) return std::nullopt;
   std::ostringstream out;

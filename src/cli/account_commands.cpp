@@ -13,8 +13,8 @@ namespace json = boost::json;
 struct AccountOptions {
   std::string name, user, home, maxMemory;
   int maxInstances = -1, maxCpu = -1, maxProcs = -1, maxOpenFiles = -1;
-  std::vector<std::string> egress;
-  bool clearEgress = false, asJson = false;
+  std::vector<std::string> egress, domains;
+  bool clearEgress = false, clearDomains = false, asJson = false;
 };
 
 void addQuotaOptions(CLI::App* cmd, AccountOptions& o) {
@@ -25,6 +25,7 @@ void addQuotaOptions(CLI::App* cmd, AccountOptions& o) {
   cmd->add_option("--max-procs", o.maxProcs, "processes per instance (0 = no limit)");
   cmd->add_option("--max-open-files", o.maxOpenFiles, "open files per instance (0 = inherit)");
   cmd->add_option("--egress", o.egress, "allow connections to HOST-or-CIDR:PORT; repeat");
+  cmd->add_option("--domain", o.domains, "a host name it may route (and its subdomains); repeat");
   cmd->add_flag("--json", o.asJson, "print JSON");
 }
 
@@ -36,6 +37,11 @@ json::object body(const AccountOptions& o) {
   if (o.maxCpu >= 0) b["max_cpu"] = o.maxCpu;
   if (o.maxProcs >= 0) b["max_procs"] = o.maxProcs;
   if (o.maxOpenFiles >= 0) b["max_open_files"] = o.maxOpenFiles;
+  if (!o.domains.empty() || o.clearDomains) {
+    json::array d;
+    for (const auto& x : o.domains) d.emplace_back(x);
+    b["domains"] = std::move(d);
+  }
   if (!o.egress.empty() || o.clearEgress) {
     json::array e;
     for (const auto& x : o.egress) e.emplace_back(x);
@@ -98,6 +104,7 @@ void addSet(CLI::App& parent, const GlobalOptions& global, int* exitCode) {
   cmd->add_option("name", o->name, "account name")->required();
   addQuotaOptions(cmd, *o);
   cmd->add_flag("--no-egress", o->clearEgress, "allow no outgoing connections");
+  cmd->add_flag("--no-domains", o->clearDomains, "route no host (only the admin's path routes)");
   cmd->callback([=, &global] {
     *exitCode = request(global, "PATCH", "/api/v1/accounts/" + o->name, json::serialize(body(*o)),
                         [&](const std::string& res) {

@@ -70,6 +70,7 @@ Status upsertAccount(store::Database& db, store::AccountRecord account, int64_t 
   }
   account.tokenHash = (*existing)->tokenHash;
   account.createdAt = (*existing)->createdAt;
+  account.domains = (*existing)->domains;  // given by the admin through the API, not the config
   return db.updateAccount(account);
 }
 

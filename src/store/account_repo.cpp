@@ -10,7 +10,7 @@ namespace {
 
 constexpr std::string_view kSelectColumns =
     "SELECT name, user, uid, gid, home, max_instances, token_hash, created_at, max_memory_bytes,"
-    " max_cpu_percent, max_procs, max_open_files, egress FROM accounts";
+    " max_cpu_percent, max_procs, max_open_files, egress, domains FROM accounts";
 
 // ?1 is the name in both INSERT and UPDATE, so one binder serves both.
 void bindAccount(Statement& stmt, const AccountRecord& a) {
@@ -26,7 +26,8 @@ void bindAccount(Statement& stmt, const AccountRecord& a) {
       .bindInt(10, a.maxCpuPercent)
       .bindInt(11, a.maxProcs)
       .bindInt(12, a.maxOpenFiles)
-      .bindText(13, encodeArgs(a.egress));
+      .bindText(13, encodeArgs(a.egress))
+      .bindText(14, encodeArgs(a.domains));
 }
 
 AccountRecord readAccount(const Statement& stmt) {
@@ -45,6 +46,8 @@ AccountRecord readAccount(const Statement& stmt) {
   a.maxOpenFiles = static_cast<int>(stmt.columnInt(11));
   // A corrupt cell loses the allowlist (deny all), never widens it.
   a.egress = decodeArgs(stmt.columnText(12)).value_or(std::vector<std::string>{});
+  // Likewise: a corrupt cell routes no host.
+  a.domains = decodeArgs(stmt.columnText(13)).value_or(std::vector<std::string>{});
   return a;
 }
 
@@ -84,8 +87,8 @@ Status Database::insertAccount(const AccountRecord& account) {
   auto stmt = Statement::prepare(
       db_,
       "INSERT INTO accounts (name, user, uid, gid, home, max_instances, token_hash, created_at,"
-      " max_memory_bytes, max_cpu_percent, max_procs, max_open_files, egress)"
-      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
+      " max_memory_bytes, max_cpu_percent, max_procs, max_open_files, egress, domains)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
   if (!stmt) return std::unexpected(std::move(stmt.error()));
   bindAccount(*stmt, account);
   auto s = stmt->run();
@@ -101,7 +104,7 @@ Status Database::updateAccount(const AccountRecord& account) {
       db_,
       "UPDATE accounts SET user = ?2, uid = ?3, gid = ?4, home = ?5, max_instances = ?6,"
       " token_hash = ?7, created_at = ?8, max_memory_bytes = ?9, max_cpu_percent = ?10,"
-      " max_procs = ?11, max_open_files = ?12, egress = ?13 WHERE name = ?1");
+      " max_procs = ?11, max_open_files = ?12, egress = ?13, domains = ?14 WHERE name = ?1");
   if (!stmt) return std::unexpected(std::move(stmt.error()));
   bindAccount(*stmt, account);
   if (auto s = stmt->run(); !s) return s;

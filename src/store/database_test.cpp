@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <algorithm>
 #include <filesystem>
 #include <limits>
 
@@ -340,14 +341,14 @@ TEST_F(DatabaseTest, ListsAreOrderedByName) {
 }
 
 TEST_F(DatabaseTest, ReopenKeepsDataAndSchemaVersion) {
-  EXPECT_EQ(db_->schemaVersion(), 4);
+  EXPECT_EQ(db_->schemaVersion(), 5);
   addAlice();
   InstanceRecord i = fullInstance();
   ASSERT_TRUE(db_->insertInstance(i));
   db_.reset();
   db_ = openDb();
   ASSERT_NE(db_, nullptr);
-  EXPECT_EQ(db_->schemaVersion(), 4);
+  EXPECT_EQ(db_->schemaVersion(), 5);
   expectSame(mustFind(i.name), i);
 }
 
@@ -487,13 +488,13 @@ TEST_F(DatabaseTest, VersionOneDatabaseMigratesKeepingItsRows) {
   ASSERT_TRUE(db_->exec("ALTER TABLE instances DROP COLUMN restarts"));
   ASSERT_TRUE(db_->exec("ALTER TABLE instances DROP COLUMN access"));
   ASSERT_TRUE(db_->exec("ALTER TABLE instances DROP COLUMN strip_prefix"));
-  for (const char* column : {"max_memory_bytes", "max_cpu_percent", "max_procs", "max_open_files", "egress"})
+  for (const char* column : {"max_memory_bytes", "max_cpu_percent", "max_procs", "max_open_files", "egress", "domains"})
     ASSERT_TRUE(db_->exec(std::string("ALTER TABLE accounts DROP COLUMN ") + column));
   ASSERT_TRUE(db_->exec("PRAGMA user_version = 1"));
   db_.reset();
   db_ = openDb();
   ASSERT_NE(db_, nullptr);
-  EXPECT_EQ(db_->schemaVersion(), 4);
+  EXPECT_EQ(db_->schemaVersion(), 5);
   auto found = db_->findInstance("web");
   ASSERT_TRUE(found && *found);
   EXPECT_EQ((*found)->port, 20001);
@@ -501,10 +502,35 @@ TEST_F(DatabaseTest, VersionOneDatabaseMigratesKeepingItsRows) {
   EXPECT_EQ((*found)->restarts, 0);
 }
 
+// Accounts own their domains (schema 5): each starts with the hosts its
+// instances already route, so the upgrade loses no route.
+TEST_F(DatabaseTest, VersionFourAccountsGetTheHostsTheyAlreadyRoute) {
+  addAlice();
+  auto routed = [&](const char* name, int port, const char* route) {
+    InstanceRecord i = instance(name, port);
+    i.route = route;
+    ASSERT_TRUE(db_->insertInstance(i));
+  };
+  routed("shop", 20001, "Shop.Example.com/");
+  routed("api", 20002, "shop.example.com/api/");
+  routed("blog", 20003, "*.blog.example.com/x/");
+  routed("any", 20004, "/ws/");
+  ASSERT_TRUE(db_->exec("ALTER TABLE accounts DROP COLUMN domains"));
+  ASSERT_TRUE(db_->exec("PRAGMA user_version = 4"));
+  db_.reset();
+  db_ = openDb();
+  ASSERT_NE(db_, nullptr);
+  auto alice = db_->findAccount("alice");
+  ASSERT_TRUE(alice && *alice);
+  auto domains = (*alice)->domains;
+  std::sort(domains.begin(), domains.end());
+  EXPECT_EQ(domains, (std::vector<std::string>{"*.blog.example.com", "shop.example.com"}));
+}
+
 TEST_F(DatabaseTest, InMemoryDatabaseOpens) {
   auto db = Database::open(":memory:");
   ASSERT_TRUE(db) << db.error().message;
-  EXPECT_EQ((*db)->schemaVersion(), 4);
+  EXPECT_EQ((*db)->schemaVersion(), 5);
   EXPECT_FALSE(std::filesystem::exists(":memory:"));
 }
 

@@ -69,7 +69,19 @@ ALTER TABLE instances ADD COLUMN access TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE instances ADD COLUMN strip_prefix INTEGER NOT NULL DEFAULT 0;
 )sql";
 
-constexpr std::array<std::string_view, 4> kMigrations = {kMigration1, kMigration2, kMigration3, kMigration4};
+// Accounts own their domains (issue 17): each account starts with the hosts
+// its instances already route, so no route is lost.
+constexpr std::string_view kMigration5 = R"sql(
+ALTER TABLE accounts ADD COLUMN domains TEXT NOT NULL DEFAULT '[]';
+UPDATE accounts SET domains = (
+  SELECT json_group_array(DISTINCT lower(substr(route, 1, instr(route, '/') - 1)))
+  FROM instances WHERE instances.account = accounts.name AND route != '' AND substr(route, 1, 1) != '/')
+WHERE EXISTS (SELECT 1 FROM instances WHERE instances.account = accounts.name
+              AND route != '' AND substr(route, 1, 1) != '/');
+)sql";
+
+constexpr std::array<std::string_view, 5> kMigrations = {kMigration1, kMigration2, kMigration3, kMigration4,
+                                                         kMigration5};
 constexpr int kLatestVersion = static_cast<int>(kMigrations.size());
 
 Result<int> readUserVersion(sqlite3* db) {

@@ -30,6 +30,9 @@ struct AccountRecord {
   // Where its instances may connect or send: "CIDR:PORT" (PORT 0 = any),
   // e.g. "127.0.0.1/32:5432". Empty = nowhere but their own port.
   std::vector<std::string> egress;
+  // The host names it may route ("shop.example.com": that name and its
+  // subdomains; "*.example.com": the subdomains only), given by the admin.
+  std::vector<std::string> domains;
 };
 
 enum class RestartMode { kAlways, kOnFailure, kNever };

@@ -145,6 +145,24 @@ std::string withSlash(std::string_view path) {
 
 }  // namespace
 
+Status validateDomain(std::string_view domain) {
+  if (domain.empty()) return invalid("a domain is empty");
+  return validateHost(domain);
+}
+
+bool hostInDomains(std::string_view host, const std::vector<std::string>& domains) {
+  for (std::string_view d : domains) {
+    const bool subdomainsOnly = d.starts_with("*.");
+    const std::string_view base = subdomainsOnly ? d.substr(2) : d;
+    if (host == d) return true;
+    if (!subdomainsOnly && host == base) return true;
+    // "a.shop.example.com", and "*.shop.example.com" too.
+    if (host.size() > base.size() + 1 && host.ends_with(base) && host[host.size() - base.size() - 1] == '.')
+      return true;
+  }
+  return false;
+}
+
 bool routesOverlap(std::string_view a, std::string_view b) {
   const size_t sa = a.find('/'), sb = b.find('/');
   if (!hostsMeet(a.substr(0, sa), b.substr(0, sb))) return false;

@@ -34,6 +34,13 @@ Status validateCommandRunnable(const std::string& path, const store::AccountReco
 Status validateCommand(const std::string& path, const store::AccountRecord& account);
 Status validateCwd(const std::string& dir, const store::AccountRecord& account);
 
+// An account's domain: a host name as a route takes it ("shop.example.com",
+// "*.example.com"), lowercase, no port.
+Status validateDomain(std::string_view domain);
+// Whether a route host may be taken by an account with `domains`: a domain
+// covers itself and its subdomains ("*.d" covers only the subdomains).
+bool hostInDomains(std::string_view host, const std::vector<std::string>& domains);
+
 // Every field of a spec (name, env, route, limits, command, cwd).
 Status validateSpec(const store::InstanceRecord& spec, const store::AccountRecord& account);
 

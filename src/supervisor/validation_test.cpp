@@ -150,5 +150,22 @@ TEST_F(CommandValidation, RejectsWithAMessageThatSaysHowToFixIt) {
   EXPECT_NE(plain.error().message.find("chmod u+x " + path), std::string::npos);
 }
 
+TEST(Domains, AnAccountRoutesItsDomainsAndTheirSubdomainsOnly) {
+  const std::vector<std::string> mine = {"shop.example.com", "*.blog.example.com"};
+  struct Row { const char* host; bool allowed; } rows[] = {
+      {"shop.example.com", true},   {"a.shop.example.com", true}, {"*.shop.example.com", true},
+      {"example.com", false},       {"evilshop.example.com", false}, {"shop.example.com.evil", false},
+      {"blog.example.com", false},  {"x.blog.example.com", true}, {"*.blog.example.com", true},
+      {"other.example.com", false},
+  };
+  for (const Row& r : rows) EXPECT_EQ(hostInDomains(r.host, mine), r.allowed) << r.host;
+  EXPECT_FALSE(hostInDomains("shop.example.com", {}));
+  EXPECT_TRUE(validateDomain("shop.example.com"));
+  EXPECT_TRUE(validateDomain("*.example.com"));
+  EXPECT_FALSE(validateDomain("Shop.Example.com"));
+  EXPECT_FALSE(validateDomain("shop.example.com:80"));
+  EXPECT_FALSE(validateDomain(""));
+}
+
 }  // namespace
 }  // namespace hv::supervisor

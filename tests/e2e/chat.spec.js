@@ -2,267 +2,43 @@
 // front proxy, used from two real browser pages (Debian's chromium, driven by
 // playwright-core over CDP).
 //
-// The test starts its own daemon (temp data dir, API and proxy on port 0, a
-// free port range, a temp home inside $HOME holding a copy of the chat
-// binary), creates the instance with `--route /chat/`, starts chromium itself
-// (headless, a fresh --user-data-dir, its own process group) and connects to
-// it, opens http://PROXY/chat/ in two isolated browser contexts, joins as two
-// names, sends a message from one and waits for the other to show it. A
-// screenshot of each page goes to HV_E2E_ARTIFACTS (the build dir under
-// ctest).
+// The test starts its own daemon (support.js: temp data dir, API and proxy on
+// port 0, a free port range, a temp home inside $HOME holding a copy of the
+// chat binary), creates the instance with `--route /chat/` through the CLI,
+// starts chromium itself (headless, a fresh --user-data-dir, its own process
+// group) and connects to it, opens http://PROXY/chat/ in two isolated browser
+// contexts, joins as two names, sends a message from one and waits for the
+// other to show it. A screenshot of each page goes to HV_E2E_ARTIFACTS (the
+// build dir under ctest). Cleanup (whatever happened) is support.js's.
 //
-// Cleanup, whatever happened (a failure, the test's own timeout, SIGINT or
-// SIGTERM): browser disconnected and chromium's process group killed,
-// `hostvisor shutdown --stop-instances` (SIGKILL if the daemon is still there
-// after 20 s), temp dirs removed. The last resort runs synchronously on the
-// process's 'exit' event, so even a runner that calls process.exit() is covered.
-//
-// Run: ./setup.sh && node --test chat.spec.js   (ctest runs `node chat.spec.js`)
+// Run: ./setup.sh && node --test chat.spec.js   (ctest runs `node --test chat.spec.js`)
 // Env: HOSTVISOR_BIN, HV_CHAT_BIN (default: the build dir's binaries),
 //      CHROMIUM (default /usr/bin/chromium), HV_E2E_ARTIFACTS (default: cwd).
 'use strict';
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn, execFile, execFileSync } = require('node:child_process');
-const fs = require('node:fs');
-const net = require('node:net');
-const os = require('node:os');
-const path = require('node:path');
-const { chromium } = require('playwright-core');
+const support = require('./support');
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const BIN = process.env.HOSTVISOR_BIN || path.join(ROOT, 'build', 'hostvisor');
-const CHAT_BIN = process.env.HV_CHAT_BIN || path.join(path.dirname(BIN), 'examples', 'hostvisor-chat');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = process.env.HV_E2E_ARTIFACTS || process.cwd();
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-  '--no-first-run', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--disable-breakpad', '--no-default-browser-check',
-  '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0'];
-const STEP_MS = 15000;   // every wait below is bounded by this
-
-const state = {
-  daemon: null, dataDir: null, home: null, stderr: '',
-  chromium: null, profile: null, browser: null,
-};
-
-// ---- helpers --------------------------------------------------------------
-
-function portIsFree(port) {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen({ host: '127.0.0.1', port, exclusive: true }, () => srv.close(() => resolve(true)));
-  });
-}
-
-// Ten free ports in 30000-59999 (below the ephemeral range when it allows),
-// starting at a pid-derived slot so parallel runs pick different ranges.
-async function pickPortRange(size = 10) {
-  let lo = 30000, hi = 59999;
-  try {
-    const ephLo = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]);
-    if (ephLo - 1 - lo >= 500) hi = ephLo - 1;
-  } catch { /* keep the defaults */ }
-  const slots = Math.floor((hi - lo + 1) / size);
-  const start = (process.pid * 7919 + Date.now()) % slots;
-  for (let i = 0; i < slots; i++) {
-    const base = lo + ((start + i) % slots) * size;
-    let free = true;
-    for (let p = base; p < base + size && free; p++) free = await portIsFree(p);
-    if (free) return [base, base + size - 1];
-  }
-  throw new Error('no free port range');
-}
-
-function cliEnv() {
-  return { ...process.env, HOME: state.home };
-}
-
-function cli(...args) {
-  return new Promise((resolve, reject) => {
-    execFile(BIN, ['--data-dir', state.dataDir, ...args],
-      { env: cliEnv(), cwd: state.home, timeout: 30000 },
-      (err, stdout, stderr) => {
-        if (err) reject(new Error(`hostvisor ${args.join(' ')}: ${err.message}\n${stdout}\n${stderr}`));
-        else resolve(stdout);
-      });
-  });
-}
-
-function running(child) {
-  return child && child.exitCode === null && child.signalCode === null;
-}
-
-function waitExit(child, ms) {
-  if (!running(child)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => { clearTimeout(timer); resolve(true); });
-  });
-}
-
-// Resolves with the first match of `re` in the child's stderr, within STEP_MS.
-function waitStderr(child, re, what, sink) {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`${what}: nothing within ${STEP_MS} ms:\n${seen}`)), STEP_MS);
-    child.stderr.on('data', (chunk) => {
-      seen += chunk.toString();
-      if (sink) sink(chunk.toString());
-      const m = seen.match(re);
-      if (m) { clearTimeout(timer); resolve(m); }
-    });
-    child.once('exit', (code, sig) => {
-      clearTimeout(timer);
-      reject(new Error(`${what}: exited (${code ?? sig}) first:\n${seen}`));
-    });
-  });
-}
-
-async function startDaemon() {
-  state.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hv-e2e-data-'));
-  state.home = fs.mkdtempSync(path.join(os.homedir(), 'hv-e2e-home-'));
-  fs.chmodSync(state.home, 0o755);
-  const [lo, hi] = await pickPortRange();
-  state.daemon = spawn(BIN, ['serve', '--data-dir', state.dataDir, '--api-listen', '127.0.0.1:0',
-    '--proxy-listen', '127.0.0.1:0', '--port-range', `${lo}-${hi}`],
-  { env: cliEnv(), cwd: state.home, stdio: ['ignore', 'ignore', 'pipe'] });
-  await waitStderr(state.daemon, /ready:/, 'hostvisor serve', (s) => { state.stderr += s; });
-  return JSON.parse(fs.readFileSync(path.join(state.dataDir, 'daemon.json'), 'utf8'));
-}
-
-// Chromium as our own child, in its own process group (so its helpers go
-// with it), on a fresh profile; playwright-core connects over CDP.
-async function startBrowser() {
-  state.profile = fs.mkdtempSync(path.join(os.tmpdir(), 'hv-e2e-chromium-'));
-  state.chromium = spawn(CHROMIUM, [...CHROMIUM_FLAGS, `--user-data-dir=${state.profile}`, 'about:blank'],
-    { stdio: ['ignore', 'ignore', 'pipe'], detached: true,
-      env: { ...process.env, HOME: state.profile } });
-  const [, endpoint] = await waitStderr(state.chromium, /DevTools listening on (ws:\/\/\S+)/, 'chromium');
-  state.browser = await chromium.connectOverCDP(endpoint, { timeout: STEP_MS });
-  return state.browser;
-}
-
-function killChromium() {
-  const child = state.chromium;
-  if (!child) return;
-  try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
-}
-
-// Synchronous: usable from the 'exit' event. Idempotent.
-function cleanupSync() {
-  killChromium();
-  state.chromium = null;
-  const daemon = state.daemon;
-  if (running(daemon)) {
-    try {
-      execFileSync(BIN, ['--data-dir', state.dataDir, 'shutdown', '--stop-instances'],
-        { env: cliEnv(), cwd: state.home, timeout: 20000, stdio: 'ignore' });
-    } catch { /* fall through to SIGKILL */ }
-    const deadline = Date.now() + 20000;
-    const gone = () => {
-      try { return /\) [ZX] /.test(fs.readFileSync(`/proc/${daemon.pid}/stat`, 'utf8')); } catch { return true; }
-    };
-    while (!gone() && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
-    if (!gone()) try { daemon.kill('SIGKILL'); } catch { /* gone */ }
-  }
-  state.daemon = null;
-  for (const dir of [state.dataDir, state.home, state.profile])
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  state.dataDir = state.home = state.profile = null;
-}
-
-async function cleanup() {
-  if (state.browser) await state.browser.close().catch((e) => console.error(String(e)));
-  state.browser = null;
-  killChromium();
-  if (state.chromium) await waitExit(state.chromium, 5000);
-  state.chromium = null;
-  if (running(state.daemon)) {
-    try { await cli('shutdown', '--stop-instances'); } catch (e) { console.error(String(e)); }
-    if (!(await waitExit(state.daemon, 20000))) state.daemon.kill('SIGKILL');
-    await waitExit(state.daemon, 5000);
-  }
-  cleanupSync();
-}
-
-process.on('exit', cleanupSync);
-for (const sig of ['SIGINT', 'SIGTERM'])
-  process.once(sig, () => process.exit(128 + os.constants.signals[sig]));
-
-// ---- the test ---------------------------------------------------------------
-
-before(() => {
-  for (const [what, file] of [['hostvisor', BIN], ['the chat example', CHAT_BIN], ['chromium', CHROMIUM]])
-    assert.ok(fs.existsSync(file), `${what} not found at ${file}`);
-});
-
-after(cleanup);
+before(support.checkPrerequisites);
+after(support.cleanup);
 
 test('two browsers chat through the hostvisor proxy', { timeout: 150000 }, async () => {
-  const info = await startDaemon();
+  const info = await support.startDaemon();
   assert.match(info.proxy, /^127\.0\.0\.1:\d+$/, `daemon.json: ${JSON.stringify(info)}`);
 
-  const chat = path.join(state.home, 'hostvisor-chat');
-  fs.copyFileSync(CHAT_BIN, chat);
-  fs.chmodSync(chat, 0o755);
-  const instance = JSON.parse(await cli('create', 'chat', '--command', chat, '--route', '/chat/', '--json'));
+  const chat = support.copyChatBinary();
+  const instance = JSON.parse(await support.cli('create', 'chat', '--command', chat, '--route', '/chat/', '--json'));
   assert.equal(instance.state, 'running', JSON.stringify(instance));
   assert.equal(instance.route, '/chat/');
 
-  const browser = await startBrowser();
-  const url = `http://${info.proxy}/chat/`;
-  // Two isolated contexts: two people, each with their own storage.
-  const pages = [];
-  for (let i = 0; i < 2; i++) {
-    const context = await browser.newContext({ viewport: { width: 900, height: 600 } });
-    const page = await context.newPage();
-    page.setDefaultTimeout(STEP_MS);
-    // The daemon hands routes to the proxy a moment after the API says
-    // `running`: retry a 404/503 from the proxy itself, bounded.
-    let response;
-    for (const deadline = Date.now() + STEP_MS; ;) {
-      response = await page.goto(url);
-      if (response.status() === 200 || Date.now() > deadline) break;
-      await page.waitForTimeout(100);
-    }
-    assert.equal(response.status(), 200, `GET ${url}: ${await response.text()}`);
-    pages.push(page);
-  }
-  const [ann, bob] = pages;
-
-  async function join(page, name) {
-    await page.locator('#name-dialog').waitFor({ state: 'visible' });
-    await page.fill('#name-input', name);
-    await page.click('#name-form button[type=submit]');
-    await page.locator('#status[data-state="online"]').waitFor();
-    await page.locator('#me', { hasText: name }).waitFor();
-  }
-  await join(ann, 'ann');
-  await join(bob, 'bob');
-
-  // Both see each other online.
-  await ann.locator('#users li', { hasText: 'bob' }).waitFor();
-  await bob.locator('#users li', { hasText: 'ann' }).waitFor();
-
-  const text = `hello bob, through the proxy ${Date.now()}`;
-  await ann.fill('#input', text);
-  await ann.click('#send');
-
-  const got = bob.locator('#log li.msg', { hasText: text });
-  await got.waitFor();
-  assert.equal(await got.locator('.name').textContent(), 'ann');
-  assert.equal(await got.locator('.text').textContent(), text);
-  await ann.locator('#log li.msg.mine', { hasText: text }).waitFor();
-
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-  await bob.screenshot({ path: path.join(ARTIFACTS, 'e2e-chat-bob.png') });
-  await ann.screenshot({ path: path.join(ARTIFACTS, 'e2e-chat-ann.png') });
+  const browser = await support.startBrowser();
+  const { ann, bob } = await support.chatExchange(browser, info.proxy);
+  await support.screenshot(bob, 'e2e-chat-bob.png');
+  await support.screenshot(ann, 'e2e-chat-ann.png');
 
   // The instance's log (through the CLI) names both joins.
-  const logs = await cli('logs', 'chat', '-n', '50');
+  const logs = await support.cli('logs', 'chat', '-n', '50');
   assert.match(logs, /join ann/);
   assert.match(logs, /join bob/);
 });

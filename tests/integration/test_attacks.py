@@ -708,7 +708,7 @@ class AttackTest(DaemonTestCase):
         self._sentinel = None
 
     def start_daemon(self, data_dir_parent=None):
-        d = Daemon(extra_args=self.daemon_args())
+        d = Daemon(extra_args=self.daemon_args(), port_count=24)  # freed ports cool down 60 s
         if data_dir_parent:
             shutil.rmtree(d.data_dir, ignore_errors=True)
             d.data_dir = tempfile.mkdtemp(prefix="hv-atk-data-", dir=data_dir_parent)
@@ -1421,10 +1421,15 @@ class AttackTest(DaemonTestCase):
         # below it, a path-only route (every host). Refusing the create is
         # fine; what must hold is that vic's traffic still goes to vic, and
         # that the proxy keeps applying route changes.
+        # The admin gives each account its domains (issue 17): vic owns
+        # vic.test; atk owns atk.test, and asks for vic's.
+        self.d.cli("account", "set", "vic", "--domain", "vic.test")
+        self.d.cli("account", "set", "atk", "--domain", "atk.test")
         status, body = self.http_server("vic-web", "vic", "vic.test/vic/")
         self.assertEqual(status, 201, body)
         self.wait_routed("/vic/x", "vic", host="vic.test")
-        for i, route in enumerate(["/vic/", "/", "vic.test/vic/", "vic.test/vic/admin/", "VIC.test./vic/"]):
+        for i, route in enumerate(["/vic/", "/", "vic.test/vic/", "vic.test/vic/admin/", "VIC.test./vic/",
+                                   "x.vic.test/", "*.vic.test/", "vic.test.atk.test/vic/"]):
             with self.subTest(route=route):
                 status, body = self.http_server("atk-route%d" % i, "atk", route)
                 try:
@@ -1433,6 +1438,9 @@ class AttackTest(DaemonTestCase):
                         # Issue 23 item 3: a path-only route would answer on
                         # every domain, inside other accounts' sites.
                         self.assertEqual(status, 403, body)
+                    elif "vic.test/" in route.lower() or route.endswith("vic.test/"):
+                        # Issue 17: vic's domain (and its subdomains) are vic's.
+                        self.assertIn(status, (400, 403), body)
                     # A barrier: once vic's new route is served, the proxy has
                     # seen atk's route too.
                     status, body = self.http_server("vic-barrier%d" % i, "vic", "vic.test/barrier%d/" % i)
