@@ -232,6 +232,7 @@ function connectEvents() {
     if (msg.type === 'snapshot') applySnapshot(msg.instances || []);
     else if (msg.type === 'instance' && msg.instance) upsert(msg.instance);
     else if (msg.type === 'deleted') removeInstance(msg.name);
+    else if (msg.type === 'alert' && msg.alert) showAlert(msg.alert);
   };
   ws.onclose = () => {
     if (events.ws !== ws) return;   // one we closed on purpose
@@ -473,6 +474,7 @@ function openCreate() {
 }
 
 function onCreateClosed() {
+  closePicker(false);
   $('create-open').hidden = false;
   if (session) $('create-open').focus();
 }
@@ -519,6 +521,175 @@ async function onCreate(ev) {
   } finally {
     submit.disabled = false;
   }
+}
+
+// ---- the Command picker ----------------------------------------------------------------
+
+// One directory of the account's home at a time, from GET /files. A runnable
+// file (command_ok) fills Command and closes the picker; any other file says
+// why not, with the fix the daemon gives. Directories are entered; a link the
+// daemon cannot run is tried as a directory (it may point to one).
+const picker = { dir: null, seq: 0, entries: [] };
+
+function pickerOpen() { return !$('picker').hidden; }
+
+function setPickerMsg(text, bad = false) {
+  const el = $('picker-msg');
+  el.classList.toggle('bad', bad);
+  setText(el, text);
+}
+
+// "command /home/ann/x is not executable …": the path is in the row already.
+function shortWhy(entry) {
+  const why = entry.why || 'hostvisor cannot run this file';
+  const prefix = `command ${entry.path} `;
+  const text = why.startsWith(prefix) ? why.slice(prefix.length) : why;
+  const cut = text.lastIndexOf('; run: ');
+  return cut < 0 ? [text] : [text.slice(0, cut + 2), 'run: ', h('code', {}, text.slice(cut + 7))];
+}
+
+function entryRow(entry, i) {
+  const isDir = entry.type === 'dir';
+  const id = `pick-${i}`;
+  const button = h('button', { type: 'button', className: 'pick', 'data-i': String(i),
+    'aria-describedby': `${id}-meta` }, entry.name);
+  if (isDir) button.append(h('span', { 'aria-hidden': 'true' }, '/'));
+  if (entry.type === 'link') button.append(h('span', { className: 'muted', 'aria-hidden': 'true' }, ' →'));
+  const meta = h('span', { id: `${id}-meta`, className: 'pick-meta' },
+    h('span', { className: 'mono' }, entry.mode || ''), ' ', entry.owner || '');
+  if (entry.type === 'file' && typeof entry.size === 'number') meta.append(` · ${fmtBytes(entry.size)}`);
+  let note = null;
+  if (!isDir) {
+    if (entry.command_ok) meta.append(' · ', h('span', { className: 'badge ok' }, 'runs'));
+    else note = h('span', { className: 'pick-why' }, ...shortWhy(entry));
+  }
+  const li = h('li', { className: `${isDir ? 'dir' : entry.command_ok ? 'runs' : 'norun'}` }, button, meta);
+  if (note) {
+    note.id = `${id}-why`;
+    button.setAttribute('aria-describedby', `${id}-meta ${id}-why`);
+    li.append(note);
+  }
+  return li;
+}
+
+// Lists DIR (the home when null); `focusName` is focused when it is there
+// (the directory just left by Up), else the first entry.
+async function browse(dir, focusName = null, fallback = true, note = '') {
+  const seq = ++picker.seq;
+  const list = $('picker-list');
+  list.setAttribute('aria-busy', 'true');
+  setPickerMsg('Loading…');
+  let answer;
+  try {
+    answer = await call('GET', dir ? `/files?path=${encodeURIComponent(dir)}` : '/files');
+  } catch (e) {
+    if (seq !== picker.seq || !pickerOpen()) return;
+    list.setAttribute('aria-busy', 'false');
+    if (dir && fallback && e.status !== 401) return browse(null, null, false, `${e.message}; showing your home.`);
+    setPickerMsg(e.message, true);
+    return;
+  }
+  if (seq !== picker.seq || !pickerOpen()) return;
+  picker.dir = answer;
+  picker.entries = answer.entries || [];
+  setText($('picker-path'), answer.path);
+  $('picker-path').title = answer.path === answer.home ? 'your home' : `your home is ${answer.home}`;
+  const rows = [];
+  if (answer.parent) {
+    rows.push(h('li', { className: 'dir up' },
+      h('button', { type: 'button', className: 'pick', 'data-up': '' },
+        h('span', { 'aria-hidden': 'true' }, '↑ '), 'Up'),
+      h('span', { className: 'pick-meta' }, answer.parent)));
+  }
+  picker.entries.forEach((entry, i) => rows.push(entryRow(entry, i)));
+  list.replaceChildren(...rows);
+  list.setAttribute('aria-busy', 'false');
+  const n = picker.entries.length;
+  setPickerMsg(note || (answer.truncated ? `The first ${n} entries only: this directory has more.`
+    : n === 0 ? 'This directory is empty.' : ''));
+  const buttons = [...list.querySelectorAll('button.pick')];
+  const target = (focusName !== null && buttons.find((b) => picker.entries[b.dataset.i]?.name === focusName)) ||
+    buttons.find((b) => !('up' in b.dataset)) || buttons[0];
+  if (target) target.focus();
+  else $('picker-close').focus();
+}
+
+function openPicker() {
+  $('picker').hidden = false;
+  $('browse').setAttribute('aria-expanded', 'true');
+  // Where the typed command is, when it is a path: else the home.
+  const typed = fieldInput('command').value.trim();
+  const slash = typed.lastIndexOf('/');
+  browse(typed.startsWith('/') && slash > 0 ? typed.slice(0, slash) : null);
+}
+
+function closePicker(focus = true) {
+  if (!pickerOpen()) return;
+  picker.seq++;
+  $('picker').hidden = true;
+  $('browse').setAttribute('aria-expanded', 'false');
+  $('picker-list').replaceChildren();
+  setPickerMsg('');
+  if (focus) $('browse').focus();
+}
+
+async function onPick(ev) {
+  const button = ev.target.closest('button.pick');
+  if (!button) return;
+  if ('up' in button.dataset) {
+    const from = picker.dir.path.slice(picker.dir.path.lastIndexOf('/') + 1);
+    return browse(picker.dir.parent, from, false);
+  }
+  const entry = picker.entries[button.dataset.i];
+  if (!entry) return;
+  if (entry.type === 'dir') return browse(entry.path, null, false);
+  if (entry.command_ok) {
+    const input = fieldInput('command');
+    input.value = entry.path;
+    $('f-command-error').textContent = '';
+    input.removeAttribute('aria-invalid');
+    closePicker(false);
+    input.focus();
+    return;
+  }
+  if (entry.type === 'link') {
+    // Maybe a link to a directory: the listing says (400 when it is not one).
+    try {
+      await call('GET', `/files?path=${encodeURIComponent(entry.path)}`);
+      return browse(entry.path, null, false);
+    } catch { /* not a directory: its hint below */ }
+  }
+  for (const li of $('picker-list').children) li.classList.remove('shown');
+  button.closest('li').classList.add('shown');
+  const why = entry.why || `command ${entry.path} cannot be run`;
+  setPickerMsg(why[0].toUpperCase() + why.slice(1), true);
+}
+
+// Arrows, Home and End move between entries; Backspace goes up; Escape
+// closes the picker, not the dialog around it.
+function onPickerKey(ev) {
+  if (ev.key === 'Escape') {
+    ev.preventDefault();
+    ev.stopPropagation();
+    closePicker();
+    return;
+  }
+  const buttons = [...$('picker-list').querySelectorAll('button.pick')];
+  const at = buttons.indexOf(document.activeElement);
+  if (at < 0) return;
+  let to = -1;
+  if (ev.key === 'ArrowDown') to = Math.min(at + 1, buttons.length - 1);
+  else if (ev.key === 'ArrowUp') to = Math.max(at - 1, 0);
+  else if (ev.key === 'Home') to = 0;
+  else if (ev.key === 'End') to = buttons.length - 1;
+  else if (ev.key === 'Backspace' && picker.dir?.parent) {
+    ev.preventDefault();
+    buttons[0].click();
+    return;
+  }
+  if (to < 0) return;
+  ev.preventDefault();
+  buttons[to].focus();
 }
 
 function showNotice(inst) {
@@ -767,6 +938,10 @@ async function boot() {
   $('create-cancel').addEventListener('click', () => $('create-dialog').close());
   $('create-dialog').addEventListener('close', onCreateClosed);
   $('create-form').addEventListener('submit', onCreate);
+  $('browse').addEventListener('click', () => (pickerOpen() ? closePicker() : openPicker()));
+  $('picker-close').addEventListener('click', () => closePicker());
+  $('picker-list').addEventListener('click', onPick);
+  $('picker').addEventListener('keydown', onPickerKey);
   $('notice-close').addEventListener('click', () => { $('notice').hidden = true; });
   $('rows').addEventListener('click', onRowClick);
   $('logs-pause').addEventListener('click', onPauseToggle);
@@ -782,3 +957,21 @@ async function boot() {
 }
 
 boot();
+
+// An alert from the daemon (alerts.h): shown until dismissed, newest first, at most 5.
+const ALERT_TEXT = { fatal: 'gave up restarting', out_of_memory: 'was killed: out of memory', crash_loop: 'keeps crashing' };
+function showAlert(alert) {
+  const list = $('alerts');
+  const item = document.createElement('li');
+  item.className = 'alert-item kind-' + String(alert.kind).replace(/[^a-z_]/g, '');
+  const text = document.createElement('span');
+  text.textContent = `${alert.instance} ${ALERT_TEXT[alert.kind] || alert.kind}: ${alert.reason}`;
+  const close = document.createElement('button');
+  close.type = 'button';
+  close.className = 'quiet';
+  close.textContent = 'Dismiss';
+  close.addEventListener('click', () => item.remove());
+  item.append(text, close);
+  list.prepend(item);
+  while (list.children.length > 5) list.lastElementChild.remove();
+}

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <boost/url/parse.hpp>
+
 #include "api/api_call.h"
 #include "supervisor/validation.h"
 #include "base/strings.h"
@@ -33,6 +35,7 @@ json::object accountToJson(const store::AccountRecord& a, size_t instances) {
                       {"max_open_files", a.maxOpenFiles},
                       {"egress", std::move(egress)},
                       {"domains", std::move(domains)},
+                      {"webhook", a.webhook},
                       {"instances", instances},
                       {"created_at", a.createdAt}};
 }
@@ -86,6 +89,15 @@ Status applyAccountFields(const json::object& body, bool creating, store::Accoun
       } else {
         s = num(a.maxMemoryBytes, INT64_MAX);
       }
+    } else if (key == "webhook") {
+      if (!v.is_string()) return invalid("field 'webhook' must be a URL string (\"\" for none)");
+      const std::string_view url = v.as_string();
+      if (!url.empty()) {
+        auto parsed = boost::urls::parse_absolute_uri(url);
+        if (!parsed || (parsed->scheme() != "http" && parsed->scheme() != "https") || parsed->host().empty())
+          return invalid(fmt::format("webhook '{}' is not an http:// or https:// URL with a host", url));
+      }
+      a.webhook = std::string(url);
     } else if (key == "domains") {
       if (!v.is_array()) return invalid("field 'domains' must be an array of host names (\"shop.example.com\")");
       a.domains.clear();

@@ -286,6 +286,7 @@ void Api::handleApi(Call& call, const Caller& caller) {
     return handleInstance(call, caller, seg[3], seg.size() == 5 ? seg[4] : "");
   if (seg.size() >= 3 && seg.size() <= 5 && seg[2] == "accounts")
     return handleAccounts(call, caller, seg.size() > 3 ? seg[3] : "", seg.size() > 4 ? seg[4] : "");
+  if (seg.size() == 3 && seg[2] == "files") return listFiles(call, caller);
   if (seg.size() == 3 && seg[2] == "doctor") {
     if (method != http::verb::get) return call.sendError(405, "method_not_allowed", "use GET");
     json::array rows;

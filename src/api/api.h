@@ -99,6 +99,7 @@ class Api {
   void answerInstance(Call& call, const Result<supervisor::InstanceStatus>& r, int status = 200);
   void answerSettled(Call& call, const std::string& name, Result<supervisor::InstanceStatus> r);
   void metrics(Call& call);
+  void listFiles(Call& call, const Caller& caller);  // files.cpp
   // Accounts (account_handlers.cpp).
   void handleAccounts(Call& call, const Caller& caller, const std::string& name, const std::string& action);
   void createAccount(Call& call, const Caller& caller);

@@ -33,6 +33,12 @@ void EventHub::changed(const std::string& name, const std::string& account) {
   scheduled_ = false;
 }
 
+void EventHub::broadcast(const std::string& account, const std::string& message) {
+  auto shared = std::make_shared<const std::string>(message);
+  for (const auto& weak : sinks_)
+    if (auto sink = weak.lock(); sink && sink->caller().owns(account)) sink->send(shared);
+}
+
 void EventHub::subscribe(const std::shared_ptr<EventSink>& sink) { sinks_.push_back(sink); }
 
 size_t EventHub::subscribers() {

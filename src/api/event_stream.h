@@ -3,7 +3,8 @@
 // Text frames of JSON: first {"type":"snapshot","instances":[...]} (the
 // caller's instances, as GET /api/v1/instances), then
 // {"type":"instance","instance":{...}} whenever one changes (created, edited,
-// a new state or process) and {"type":"deleted","name":"..."}.
+// a new state or process), {"type":"deleted","name":"..."}, and
+// {"type":"alert","alert":{...}} (alerts.h).
 //
 // The supervisor reports changes (SupervisorOptions::onInstanceChanged) to
 // the EventHub, which coalesces them: one snapshot per changed instance per
@@ -41,6 +42,8 @@ class EventHub : public std::enable_shared_from_this<EventHub> {
   explicit EventHub(const supervisor::Supervisor& supervisor) : supervisor_(supervisor) {}
 
   void changed(const std::string& name, const std::string& account);
+  // Sends `message` now to every stream whose caller owns `account`.
+  void broadcast(const std::string& account, const std::string& message);
   void subscribe(const std::shared_ptr<EventSink>& sink);
   // The first message of a stream.
   std::string snapshotFor(const Caller& caller) const;

@@ -16,6 +16,7 @@
 #include <future>
 
 #include "api/api.h"
+#include "api/alerts.h"
 #include "api/audit_log.h"
 #include "api/auth.h"
 #include "api/http_server.h"
@@ -71,6 +72,7 @@ Status upsertAccount(store::Database& db, store::AccountRecord account, int64_t 
   account.tokenHash = (*existing)->tokenHash;
   account.createdAt = (*existing)->createdAt;
   account.domains = (*existing)->domains;  // given by the admin through the API, not the config
+  account.webhook = (*existing)->webhook;
   return db.updateAccount(account);
 }
 
@@ -321,6 +323,11 @@ Result<int> serve(const Config& config) {
   options.onInstanceChanged = [&](const std::string& name, const std::string& account) {
     if (instanceChanged) instanceChanged(name, account);
   };
+  std::function<void(const std::string&, const std::string&, std::string_view, const std::string&)> alertRaised;
+  options.onAlert = [&](const std::string& name, const std::string& account, std::string_view kind,
+                        const std::string& reason) {
+    if (alertRaised) alertRaised(name, account, kind, reason);
+  };
   auto proxy = proxyStarting.get();
   if (!proxy) return std::unexpected(proxy.error());
   supervisor::Supervisor supervisor(io, **db, clock, options);
@@ -359,7 +366,13 @@ Result<int> serve(const Config& config) {
                              [&] { return *proxy ? proxy::prometheusText((*proxy)->stats()) : std::string(); },
                              toRecord(os::UserInfo{}, "", "", config.accountDefaults)});
   instanceChanged = [&api](const std::string& name, const std::string& account) { api.instanceChanged(name, account); };
-  ScopeExit unhookEvents([&] { instanceChanged = nullptr; });
+  api::Alerts alerts(io, **db, api.events());
+  alertRaised = [&alerts](const std::string& name, const std::string& account, std::string_view kind,
+                          const std::string& reason) { alerts.raise(name, account, kind, reason); };
+  ScopeExit unhookEvents([&] {
+    instanceChanged = nullptr;
+    alertRaised = nullptr;
+  });
   api::HttpServer server(io, api);
   if (auto s = server.listenUnix(socketPath(dataDir)); !s) return std::unexpected(s.error());
   std::string apiAddress;

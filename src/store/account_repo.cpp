@@ -10,7 +10,7 @@ namespace {
 
 constexpr std::string_view kSelectColumns =
     "SELECT name, user, uid, gid, home, max_instances, token_hash, created_at, max_memory_bytes,"
-    " max_cpu_percent, max_procs, max_open_files, egress, domains FROM accounts";
+    " max_cpu_percent, max_procs, max_open_files, egress, domains, webhook FROM accounts";
 
 // ?1 is the name in both INSERT and UPDATE, so one binder serves both.
 void bindAccount(Statement& stmt, const AccountRecord& a) {
@@ -27,7 +27,8 @@ void bindAccount(Statement& stmt, const AccountRecord& a) {
       .bindInt(11, a.maxProcs)
       .bindInt(12, a.maxOpenFiles)
       .bindText(13, encodeArgs(a.egress))
-      .bindText(14, encodeArgs(a.domains));
+      .bindText(14, encodeArgs(a.domains))
+      .bindText(15, a.webhook);
 }
 
 AccountRecord readAccount(const Statement& stmt) {
@@ -48,6 +49,7 @@ AccountRecord readAccount(const Statement& stmt) {
   a.egress = decodeArgs(stmt.columnText(12)).value_or(std::vector<std::string>{});
   // Likewise: a corrupt cell routes no host.
   a.domains = decodeArgs(stmt.columnText(13)).value_or(std::vector<std::string>{});
+  a.webhook = stmt.columnText(14);
   return a;
 }
 
@@ -87,8 +89,8 @@ Status Database::insertAccount(const AccountRecord& account) {
   auto stmt = Statement::prepare(
       db_,
       "INSERT INTO accounts (name, user, uid, gid, home, max_instances, token_hash, created_at,"
-      " max_memory_bytes, max_cpu_percent, max_procs, max_open_files, egress, domains)"
-      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+      " max_memory_bytes, max_cpu_percent, max_procs, max_open_files, egress, domains, webhook)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
   if (!stmt) return std::unexpected(std::move(stmt.error()));
   bindAccount(*stmt, account);
   auto s = stmt->run();
@@ -104,7 +106,7 @@ Status Database::updateAccount(const AccountRecord& account) {
       db_,
       "UPDATE accounts SET user = ?2, uid = ?3, gid = ?4, home = ?5, max_instances = ?6,"
       " token_hash = ?7, created_at = ?8, max_memory_bytes = ?9, max_cpu_percent = ?10,"
-      " max_procs = ?11, max_open_files = ?12, egress = ?13, domains = ?14 WHERE name = ?1");
+      " max_procs = ?11, max_open_files = ?12, egress = ?13, domains = ?14, webhook = ?15 WHERE name = ?1");
   if (!stmt) return std::unexpected(std::move(stmt.error()));
   bindAccount(*stmt, account);
   if (auto s = stmt->run(); !s) return s;

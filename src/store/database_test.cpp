@@ -488,7 +488,7 @@ TEST_F(DatabaseTest, VersionOneDatabaseMigratesKeepingItsRows) {
   ASSERT_TRUE(db_->exec("ALTER TABLE instances DROP COLUMN restarts"));
   ASSERT_TRUE(db_->exec("ALTER TABLE instances DROP COLUMN access"));
   ASSERT_TRUE(db_->exec("ALTER TABLE instances DROP COLUMN strip_prefix"));
-  for (const char* column : {"max_memory_bytes", "max_cpu_percent", "max_procs", "max_open_files", "egress", "domains"})
+  for (const char* column : {"max_memory_bytes", "max_cpu_percent", "max_procs", "max_open_files", "egress", "domains", "webhook"})
     ASSERT_TRUE(db_->exec(std::string("ALTER TABLE accounts DROP COLUMN ") + column));
   ASSERT_TRUE(db_->exec("PRAGMA user_version = 1"));
   db_.reset();
@@ -516,6 +516,7 @@ TEST_F(DatabaseTest, VersionFourAccountsGetTheHostsTheyAlreadyRoute) {
   routed("blog", 20003, "*.blog.example.com/x/");
   routed("any", 20004, "/ws/");
   ASSERT_TRUE(db_->exec("ALTER TABLE accounts DROP COLUMN domains"));
+  ASSERT_TRUE(db_->exec("ALTER TABLE accounts DROP COLUMN webhook"));
   ASSERT_TRUE(db_->exec("PRAGMA user_version = 4"));
   db_.reset();
   db_ = openDb();

@@ -70,9 +70,10 @@ ALTER TABLE instances ADD COLUMN strip_prefix INTEGER NOT NULL DEFAULT 0;
 )sql";
 
 // Accounts own their domains (issue 17): each account starts with the hosts
-// its instances already route, so no route is lost.
+// its instances already route, so no route is lost. And an alert webhook.
 constexpr std::string_view kMigration5 = R"sql(
 ALTER TABLE accounts ADD COLUMN domains TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE accounts ADD COLUMN webhook TEXT NOT NULL DEFAULT '';
 UPDATE accounts SET domains = (
   SELECT json_group_array(DISTINCT lower(substr(route, 1, instr(route, '/') - 1)))
   FROM instances WHERE instances.account = accounts.name AND route != '' AND substr(route, 1, 1) != '/')

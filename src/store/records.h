@@ -33,6 +33,8 @@ struct AccountRecord {
   // The host names it may route ("shop.example.com": that name and its
   // subdomains; "*.example.com": the subdomains only), given by the admin.
   std::vector<std::string> domains;
+  // Where alerts about its instances are POSTed (http:// or https://); "" = none.
+  std::string webhook;
 };
 
 enum class RestartMode { kAlways, kOnFailure, kNever };

@@ -84,6 +84,13 @@ struct SupervisorOptions {
   // have changed: created, edited, deleted, a new state or process. Cheap
   // callers only (the API coalesces them into one event per loop turn).
   std::function<void(const std::string& name, const std::string& account)> onInstanceChanged;
+  // Called (on the control thread) when something needs its owner's
+  // attention: `kind` is "fatal" (gave up restarting), "out_of_memory"
+  // (killed by its memory limit) or "crash_loop" (quick failures in a row,
+  // backing off); `reason` says why in words.
+  std::function<void(const std::string& name, const std::string& account, std::string_view kind,
+                     const std::string& reason)>
+      onAlert;
 };
 
 // What the proxy's route table needs of one instance with a route: no stats,

@@ -35,6 +35,10 @@ using boost::system::error_code;
 
 namespace {
 
+// Quick failures in a row after which a restarting instance is worth an alert
+// (before it is given up as fatal, at RestartParams::maxQuickFailures).
+constexpr int kCrashLoopAlertFailures = 3;
+
 double jitter() {
   static thread_local std::minstd_rand rng{std::random_device{}()};
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
@@ -605,6 +609,12 @@ void Supervisor::handleExit(Instance& inst, const ExitInfo& exit) {
   params.startSecs = Millis(inst.spec.startSecs * 1000);
   const Decision d = decide(params, exit, inst.quickFailures, jitter());
   inst.quickFailures = d.quickFailures;
+  if (options_.onAlert) {
+    if (exit.outOfMemory) options_.onAlert(name, inst.spec.account, "out_of_memory", d.reason);
+    if (d.action == Action::kFatal) options_.onAlert(name, inst.spec.account, "fatal", d.reason);
+    else if (d.action == Action::kRestart && d.quickFailures >= kCrashLoopAlertFailures)
+      options_.onAlert(name, inst.spec.account, "crash_loop", d.reason);
+  }
   auto logExit = [this, name, reason = d.reason, lastWords] {
     lastWords();
     logs_.appendEvent(name, reason);

@@ -187,11 +187,6 @@ Result<store::RestartMode> parseRestartMode(std::string_view mode) {
               fmt::format("restart policy '{}' is not one of always, on-failure, never", mode));
 }
 
-namespace {
-
-// True when `path` names something under `home` by its spelling alone: no
-// "." or ".." segment, and `home` + "/" as its start. Checked before the file
-// system is asked anything, so a path elsewhere learns nothing of what exists.
 bool lexicallyInside(std::string_view path, std::string_view home) {
   if (home.empty() || home == "/") return true;
   if (!path.starts_with(home) || path.size() <= home.size() || path[home.size()] != '/') return false;
@@ -199,8 +194,6 @@ bool lexicallyInside(std::string_view path, std::string_view home) {
     if (seg == "." || seg == "..") return false;
   return true;
 }
-
-}  // namespace
 
 // The daemon runs as root: every look at an account's path is made with the
 // account's file-system identity (setfsuid: this thread only), so what the

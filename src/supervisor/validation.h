@@ -34,6 +34,11 @@ Status validateCommandRunnable(const std::string& path, const store::AccountReco
 Status validateCommand(const std::string& path, const store::AccountRecord& account);
 Status validateCwd(const std::string& dir, const store::AccountRecord& account);
 
+// True when `path` names something under `home` by its spelling alone: no
+// "." or ".." segment, and `home` + "/" as its start. Checked before the file
+// system is asked anything, so a path elsewhere learns nothing of what exists.
+bool lexicallyInside(std::string_view path, std::string_view home);
+
 // An account's domain: a host name as a route takes it ("shop.example.com",
 // "*.example.com"), lowercase, no port.
 Status validateDomain(std::string_view domain);

@@ -1,16 +1,19 @@
 // Browser end-to-end test of the web control panel (web/, served by the daemon
 // at / of the API's TCP listener), driven the way a person uses it: by the
 // accessible names the product contract promises (Token, Sign in, Create an
-// instance, Name, Command, Route, Create, Start, Stop, Delete, Logs, Sign out).
+// instance, Name, Command, Route, Create, Start, Stop, Delete, Logs, Sign out;
+// and the Command picker's Browse… button and Files region).
 //
 // One daemon (support.js), one chromium. The test signs in (a wrong token
 // first), creates the chat example as an instance with route /chat/ through the
-// panel's form, checks the assigned port is shown and the row says running,
-// chats through the front proxy from two other browser contexts, stops and
-// starts the instance from its row (the table follows by itself: no reload),
-// watches the Logs region gain output live, checks that the daemon refuses a
-// state-changing call without the CSRF header or from a foreign Origin,
-// deletes the instance, signs out, and checks the old session cookie is dead.
+// panel's form (its Command picked with Browse…: a 0644 script shows the chmod
+// fix and fills nothing; the binary, in a directory entered by a click, fills
+// Command), checks the assigned port is shown and the row says running, chats
+// through the front proxy from two other browser contexts, stops and starts the
+// instance from its row (the table follows by itself: no reload), watches the
+// Logs region gain output live, checks that the daemon refuses a state-changing
+// call without the CSRF header or from a foreign Origin, deletes the instance,
+// signs out, and checks the old session cookie is dead.
 // Along the way: no page errors and no CSP violations. Screenshots
 // (e2e-panel-*.png) go to HV_E2E_ARTIFACTS; on a failure, the daemon's stderr
 // is printed.
@@ -22,6 +25,8 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
 const support = require('./support');
 
 const { STEP_MS } = support;
@@ -55,7 +60,7 @@ async function scenario(problems, seen) {
   const info = await support.startDaemon();
   const api = `http://${info.api}`;
   const token = support.adminToken();
-  const chatBin = support.copyChatBinary();
+  const copied = support.copyChatBinary();
 
   // 2. The panel; a wrong token first, then the admin's.
   const browser = await support.startBrowser();
@@ -99,10 +104,59 @@ async function scenario(problems, seen) {
   await table.waitFor();
   await support.screenshot(page, 'e2e-panel-signed-in.png');
 
-  // 3. Create the chat instance through the form.
+  // 3. Create the chat instance through the form, its Command picked by
+  // browsing. The account's home is the temp home (the daemon's $HOME): the
+  // chat binary goes in app/ there, next to a script left at mode 0644.
+  const home = support.state.home;
+  const chatBin = path.join(home, 'app', path.basename(copied));
+  fs.mkdirSync(path.dirname(chatBin), { mode: 0o755 });
+  fs.renameSync(copied, chatBin);
+  const script = path.join(home, 'start.sh');
+  fs.writeFileSync(script, '#!/bin/sh\nexec ./app/hostvisor-chat\n');
+  fs.chmodSync(script, 0o644);
+
   await page.getByRole('button', { name: 'Create an instance', exact: true }).click();
   await page.getByLabel('Name', { exact: true }).fill('chat');
-  await page.getByLabel('Command', { exact: true }).fill(chatBin);
+  const command = page.getByLabel('Command', { exact: true });
+  await page.getByRole('button', { name: 'Browse…', exact: true }).click();
+  const files = page.getByRole('region', { name: 'Files', exact: true });
+  const button = (name) => page.getByRole('button', { name, exact: true });
+  const entry = (name) => files.getByRole('button', { name, exact: true });
+  const fileRow = (name) => files.getByRole('listitem').filter({ has: button(name) });
+  const up = entry('Up');
+  await files.getByText(home, { exact: true }).waitFor();   // it starts at the home
+  await entry('app').waitFor();
+  assert.equal(await up.count(), 0, 'an Up entry at the home');
+
+  // The script: its hint (the fix: chmod), and Command stays empty.
+  const scriptRow = fileRow('start.sh');
+  await scriptRow.getByText('0644', { exact: true }).waitFor();
+  await entry('start.sh').click();
+  const status = files.getByRole('status');
+  await waitUntil('the hint of start.sh', async () => /chmod/.test(await status.textContent()));
+  assert.match(await status.textContent(), /not executable/);
+  assert.equal(await command.inputValue(), '', 'a non-executable file filled Command');
+  assert.equal(await files.isVisible(), true, 'the picker closed on a non-executable file');
+
+  // Into app/ and back Up, into app/ again; the binary says it runs.
+  await entry('app').click();
+  await up.waitFor();
+  await files.getByText(path.dirname(chatBin), { exact: true }).waitFor();
+  await up.click();
+  await entry('start.sh').waitFor();
+  await entry('app').click();
+  const binRow = fileRow(path.basename(chatBin));
+  await binRow.getByText('runs', { exact: true }).waitFor();
+  await binRow.getByText('0755', { exact: true }).waitFor();
+  await support.screenshot(page, 'e2e-panel-browse.png');
+
+  // The keyboard picks it: it has the focus (the directory's only file).
+  const focused = await page.evaluate(() => document.activeElement?.textContent);
+  assert.equal(focused, path.basename(chatBin), 'the focus after entering app/');
+  await page.keyboard.press('Enter');
+  await files.waitFor({ state: 'hidden' });
+  assert.equal(await command.inputValue(), chatBin, 'Command after picking the chat binary');
+
   await page.getByLabel('Route', { exact: true }).fill('/chat/');
   await page.getByRole('button', { name: 'Create', exact: true }).click();
 

@@ -1308,6 +1308,43 @@ class AttackTest(DaemonTestCase):
                 self.assertIn("outside the home", answer(good, cwd=cwd))
         self.assert_daemon_serves()
 
+    def test_the_file_browser_shows_only_the_accounts_own_home(self):
+        # Issue 17 (GET /api/v1/files, the panel's Command picker): an account
+        # asks for another home, walks out with "..", follows a link out, or
+        # (not being admin) names another account. Each is refused, and what
+        # it may see says which files hostvisor would run and why not.
+        atk, vic = self.atk, self.vic
+        good = self.put_program(atk, "good.py", SERVER_PY)
+        plain = self.put_program(atk, "plain.py", SERVER_PY, mode=0o644)
+        os.symlink(vic.pw_dir, os.path.join(atk.pw_dir, "to-vic"))
+        self.put_program(vic, "secret.py", SERVER_PY)
+
+        def files(query, token=None):
+            return self.d.api("GET", "/api/v1/files" + query, token=token or self.atk_token)
+
+        status, body = files("")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["path"], atk.pw_dir)
+        entries = {e["name"]: e for e in body["entries"]}
+        self.assertTrue(entries["good.py"]["command_ok"], entries["good.py"])
+        self.assertFalse(entries["plain.py"]["command_ok"])
+        self.assertIn("chmod u+x", entries["plain.py"]["why"])
+        self.assertEqual(entries["to-vic"]["type"], "link")
+        self.assertFalse(entries["to-vic"]["command_ok"])
+        for query in ("?path=" + vic.pw_dir, "?path=%s/.." % atk.pw_dir, "?path=%s/../%s" % (
+                atk.pw_dir, os.path.basename(vic.pw_dir)), "?path=/etc", "?path=" + os.path.join(atk.pw_dir, "to-vic")):
+            with self.subTest(query=query):
+                status, body = files(query)
+                self.assertEqual(status, 403, body)
+                self.assertNotIn("secret.py", json.dumps(body))
+        status, body = files("?account=vic")  # not the admin: its own home, whatever it names
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["path"], atk.pw_dir)
+        status, body = files("?account=vic&path=" + vic.pw_dir, token=self.d.token)  # the admin may look
+        self.assertEqual(status, 200, body)
+        self.assertIn("secret.py", [e["name"] for e in body["entries"]])
+        self.assert_daemon_serves()
+
     def test_commands_outside_the_home_or_writable_by_others_are_refused(self):
         atk, vic = self.atk, self.vic
         good = self.put_program(atk, "good.py", SERVER_PY)
