@@ -159,12 +159,14 @@ Result<std::shared_ptr<void>> Api::takeFollowSlot(const std::string& account) {
 
 namespace {
 
-// Browsers reach the daemon by an address or "localhost": a Host naming
+// Browsers reach the daemon by an address, "localhost" or the [panel] host
+// (through the front proxy): a Host naming
 // anything else is a page on some other name that resolves here (DNS
 // rebinding), which must not ride on the session cookie.
-bool hostIsOurs(std::string_view host) {
+bool hostIsOurs(std::string_view host, std::string_view panelHost) {
   if (host.empty()) return false;
   std::string_view name = host;
+  if (!panelHost.empty() && boost::beast::iequals(name.substr(0, name.find(':')), panelHost)) return true;
   if (name.front() == '[') {
     const size_t end = name.find(']');
     if (end == std::string_view::npos) return false;
@@ -187,7 +189,7 @@ Result<Caller> Api::authenticateSession(const Request& req, std::string_view id)
   Session* session = sessions_.find(id, std::chrono::steady_clock::now());
   if (!session) return fail(Errc::kUnauthorized, "your session has ended: sign in again");
   const std::string_view host = req[http::field::host];
-  if (!hostIsOurs(host))
+  if (!hostIsOurs(host, hooks_.panelHost))
     return fail(Errc::kForbidden, fmt::format("Host '{}' is not this daemon's address", host));
   const bool upgrade = boost::beast::websocket::is_upgrade(req);
   const std::string_view origin = req[http::field::origin];
@@ -211,7 +213,7 @@ void Api::handleSession(Call& call, const Peer& peer) {
     const auto now = std::chrono::steady_clock::now();
     const std::string_view origin = call.req[http::field::origin];
     const std::string_view host = call.req[http::field::host];
-    if (!hostIsOurs(host)) return call.sendError(403, "forbidden", fmt::format("Host '{}' is not this daemon's address", host));
+    if (!hostIsOurs(host, hooks_.panelHost)) return call.sendError(403, "forbidden", fmt::format("Host '{}' is not this daemon's address", host));
     if (!origin.empty() && origin != fmt::format("http://{}", host) && origin != fmt::format("https://{}", host))
       return call.sendError(403, "forbidden", fmt::format("a sign-in from another origin ('{}') is refused", origin));
     if (!peer.address.empty()) {

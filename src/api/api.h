@@ -45,6 +45,8 @@ struct ApiHooks {
   std::function<std::string()> extraMetrics;
   // The quotas of an account added without its own ([account_defaults]).
   store::AccountRecord accountDefaults;
+  // [panel] host: a Host browser sessions accept besides addresses and localhost.
+  std::string panelHost;
 };
 
 struct LogFollowTarget;  // log_stream.h

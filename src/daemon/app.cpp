@@ -311,8 +311,10 @@ Result<int> serve(const Config& config) {
   // at most one setRoutes per loop turn, with the state as it is then. Only
   // instances with a route call it (SupervisorOptions::onRoutesChanged).
   std::function<void()> routesChanged;
-  options.routeReserved = [&config](const std::string& instance, const std::string& route) {
-    return checkStaticConflict(instance, route, config.staticUpstreams);
+  // The config's static upstreams, and the panel's route once the API listens.
+  std::vector<Config::StaticUpstream> statics = config.staticUpstreams;
+  options.routeReserved = [&statics](const std::string& instance, const std::string& route) {
+    return checkStaticConflict(instance, route, statics);
   };
   options.onRoutesChanged = [&] {
     if (routesChanged) routesChanged();
@@ -336,7 +338,7 @@ Result<int> serve(const Config& config) {
   auto publishRoutes = [&] {
     routesPending = false;
     if (!*proxy) return;
-    if (auto s = (*proxy)->setRoutes(routesFor(supervisor.routeViews(), hold, config.staticUpstreams)); !s)
+    if (auto s = (*proxy)->setRoutes(routesFor(supervisor.routeViews(), hold, statics)); !s)
       spdlog::error("proxy routes: {}", s.error().message);
   };
   routesChanged = [&] {
@@ -364,7 +366,7 @@ Result<int> serve(const Config& config) {
   api::Api api(supervisor, **db, api::Authenticator(api::hashToken(*adminToken), ::geteuid(), *defaultAccount),
                api::ApiHooks{[&](bool stop) { shutdown(stop); }, [&] { return mechanisms; }, &*audit,
                              [&] { return *proxy ? proxy::prometheusText((*proxy)->stats()) : std::string(); },
-                             toRecord(os::UserInfo{}, "", "", config.accountDefaults)});
+                             toRecord(os::UserInfo{}, "", "", config.accountDefaults), config.panelHost});
   instanceChanged = [&api](const std::string& name, const std::string& account) { api.instanceChanged(name, account); };
   api::Alerts alerts(io, **db, api.events());
   alertRaised = [&alerts](const std::string& name, const std::string& account, std::string_view kind,
@@ -380,6 +382,11 @@ Result<int> serve(const Config& config) {
     auto bound = server.listenTcp(config.apiListen);
     if (!bound) return std::unexpected(bound.error());
     apiAddress = *bound;
+    if (!config.panelHost.empty()) {
+      statics.push_back(Config::StaticUpstream{"the panel", config.panelHost + "/", {apiAddress}, false, false, {},
+                                               "[panel] host"});
+      publishRoutes();
+    }
   }
 
   asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);

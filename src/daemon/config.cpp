@@ -317,7 +317,7 @@ Result<Config> parseConfigText(std::string_view text, const std::string& source)
                                                     err.source().begin.column, err.description()));
   }
   Config c;
-  if (auto s = checkKeys(root, {"data_dir", "log_level", "stop_instances_on_exit", "strict", "api", "proxy", "ports", "logs", "accounts", "account_defaults", "sandbox"}, "", source); !s)
+  if (auto s = checkKeys(root, {"data_dir", "log_level", "stop_instances_on_exit", "strict", "api", "proxy", "ports", "logs", "accounts", "account_defaults", "sandbox", "panel"}, "", source); !s)
     return std::unexpected(s.error());
   std::string range;
   Status s = read(root, "data_dir", c.dataDir, source);
@@ -325,7 +325,8 @@ Result<Config> parseConfigText(std::string_view text, const std::string& source)
   if (s) s = read(root, "stop_instances_on_exit", c.stopInstancesOnExit, source);
   if (s) s = read(root, "strict", c.strict, source);
   struct Section { const char* name; std::string_view key; std::string* out; };
-  for (const Section& sec : {Section{"api", "listen", &c.apiListen}, Section{"ports", "range", &range}}) {
+  for (const Section& sec : {Section{"api", "listen", &c.apiListen}, Section{"ports", "range", &range},
+                             Section{"panel", "host", &c.panelHost}}) {
     if (!s) break;
     const toml::node* node = root.get(sec.name);
     if (!node) continue;
@@ -333,6 +334,13 @@ Result<Config> parseConfigText(std::string_view text, const std::string& source)
     if (!t) return fail(Errc::kInvalidArgument, fmt::format("{}: '{}' must be a table", where(*node, source), sec.name));
     s = checkKeys(*t, {sec.key}, std::string(sec.name) + ".", source);
     if (s) s = read(*t, sec.key, *sec.out, source);
+  }
+  if (s && !c.panelHost.empty()) {
+    auto spec = proxy::parseRouteSpec(c.panelHost + "/");
+    if (!spec || spec->first != c.panelHost || c.panelHost.starts_with("*."))
+      return fail(Errc::kInvalidArgument, fmt::format("{}: 'panel.host' must be a lowercase host name like "
+                                                      "\"panel.example.com\", not \"{}\"",
+                                                      where(*root.get("panel"), source), c.panelHost));
   }
   if (s) s = readLogs(root, c, source);
   if (s) s = readProxy(root, c, source);

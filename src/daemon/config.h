@@ -78,6 +78,10 @@ struct Config {
   // [sandbox] tmp_size: each account's private /tmp, /var/tmp and /dev/shm
   // are tmpfs (memory) that outlive its runs: each is capped at this size.
   int64_t sandboxTmpBytes = 64 << 20;
+  // [panel] host: the front proxy serves the panel (the API's TCP listener)
+  // on this host name ("panel.example.com"; with the proxy's TLS for https),
+  // and browser sessions accept it as the daemon's own Host. "" = none.
+  std::string panelHost;
   std::string sourcePath;                     // the file it came from ("" = embedded), for SIGHUP
 };
 

@@ -14,6 +14,7 @@ import websockets
 import websockets.exceptions
 
 from harness import Daemon, DaemonTestCase
+from test_proxy import write_config
 
 
 class PanelApiTest(DaemonTestCase):
@@ -149,6 +150,52 @@ class PanelApiTest(DaemonTestCase):
                     pass
             self.assertEqual(err.exception.status_code, 403)
         asyncio.run(run())
+
+
+class PanelThroughTheProxyTest(DaemonTestCase):
+    """[panel] host: customers reach the panel through the front proxy on a
+    host name (with its TLS in production), never the API port itself."""
+
+    def test_the_panel_host_is_routed_to_the_panel_and_its_sessions_work(self):
+        config = write_config(self, '[panel]\nhost = "panel.test"\n')
+        with Daemon(extra_args=["--config", config]) as d:
+            addr, _, port = d.info["proxy"].rpartition(":")
+
+            def via_proxy(method, path, body=None, headers=None):
+                conn = http.client.HTTPConnection(addr, int(port), timeout=10)
+                try:
+                    h = {"Host": "panel.test"}
+                    h.update(headers or {})
+                    conn.request(method, path, body=None if body is None else json.dumps(body), headers=h)
+                    resp = conn.getresponse()
+                    return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), resp.read()
+                finally:
+                    conn.close()
+
+            status, hdrs, data = via_proxy("GET", "/")
+            self.assertEqual(status, 200, data)
+            self.assertIn(b"<html", data.lower())
+            status, hdrs, data = via_proxy("POST", "/api/v1/session", {"token": d.token},
+                                           {"Content-Type": "application/json", "Origin": "http://panel.test"})
+            self.assertEqual(status, 201, data)
+            cookie = hdrs["set-cookie"].split(";")[0]
+            status, _, data = via_proxy("GET", "/api/v1/instances", headers={"Cookie": cookie})
+            self.assertEqual(status, 200, data)
+            # Another name on the same proxy is not the panel.
+            status, _, _ = via_proxy("GET", "/", headers={"Host": "other.test"})
+            self.assertEqual(status, 404)
+            # An account cannot take the panel's host for an instance.
+            status, body = d.api("POST", "/api/v1/instances", {"name": "squat", "command": d.server_program(),
+                                                                "route": "panel.test/", "start": False})
+            self.assertEqual(status, 409, body)
+
+    def test_a_bad_panel_host_is_a_config_error_naming_it(self):
+        config = write_config(self, '[panel]\nhost = "Panel Test"\n')
+        d = Daemon(extra_args=["--config", config])
+        with self.assertRaises(Exception) as err:
+            d.__enter__()
+        d.__exit__(None, None, None)
+        self.assertIn("panel.host", str(err.exception))
 
 
 if __name__ == "__main__":
