@@ -17,6 +17,7 @@
 #include "api/log_stream.h"
 #include "api/metrics.h"
 #include "api/panel.h"
+#include "api/stats_history.h"
 #include "api/wire/wire.h"
 #include "base/strings.h"
 #include "supervisor/validation.h"
@@ -356,6 +357,17 @@ void Api::handleInstance(Call& call, const Caller& caller, const std::string& na
   if (!found || !caller.owns(found->spec.account))
     return call.sendError(404, "not_found", fmt::format("no instance named '{}'", name));
   const auto method = call.req.method();
+  if (action == "history") {
+    if (method != http::verb::get) return call.sendError(405, "method_not_allowed", "use GET");
+    const auto series = hooks_.history ? hooks_.history->series(name) : StatsHistory::Series{};
+    json::array cpu, rss;
+    for (double c : series.cpuPercent) cpu.push_back(c);
+    for (int64_t r : series.rssBytes) rss.push_back(r);
+    return call.sendJson(200, json::object{{"name", name},
+                                           {"interval_s", StatsHistory::kInterval.count()},
+                                           {"cpu_percent", std::move(cpu)},
+                                           {"rss_bytes", std::move(rss)}});
+  }
   if (action == "logs") {
     if (method != http::verb::get) return call.sendError(405, "method_not_allowed", "use GET");
     long long n = 100;
@@ -379,7 +391,7 @@ void Api::handleInstance(Call& call, const Caller& caller, const std::string& na
       answerInstance(call, r);
     });
     if (action == "restart") return supervisor_.restart(name, std::move(done));
-    return call.sendError(404, "not_found", fmt::format("no action '{}': use start, stop, restart or logs", action));
+    return call.sendError(404, "not_found", fmt::format("no action '{}': use start, stop, restart, logs or history", action));
   }
   if (method == http::verb::get) return answerInstance(call, found);
   if (method == http::verb::patch) return patchInstance(call, caller, name);

@@ -35,6 +35,7 @@ using Respond = std::function<void(Response)>;
 
 class AuditLog;  // audit_log.h
 class EventHub;  // event_stream.h
+class StatsHistory;  // stats_history.h
 
 struct ApiHooks {
   std::function<void(bool stopInstances)> shutdown;
@@ -47,6 +48,7 @@ struct ApiHooks {
   store::AccountRecord accountDefaults;
   // [panel] host: a Host browser sessions accept besides addresses and localhost.
   std::string panelHost;
+  const StatsHistory* history = nullptr;  // for GET /api/v1/instances/{name}/history
 };
 
 struct LogFollowTarget;  // log_stream.h

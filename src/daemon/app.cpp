@@ -18,6 +18,7 @@
 #include "api/api.h"
 #include "api/alerts.h"
 #include "api/audit_log.h"
+#include "api/stats_history.h"
 #include "api/auth.h"
 #include "api/http_server.h"
 #include "base/paths.h"
@@ -363,10 +364,13 @@ Result<int> serve(const Config& config) {
   std::function<void(bool)> shutdown;
   auto audit = api::AuditLog::open(dataDir + "/audit.log");
   if (!audit) return std::unexpected(audit.error());
+  api::StatsHistory history(io, supervisor);
+  history.start();
+  ScopeExit stopHistory([&] { history.stop(); });
   api::Api api(supervisor, **db, api::Authenticator(api::hashToken(*adminToken), ::geteuid(), *defaultAccount),
                api::ApiHooks{[&](bool stop) { shutdown(stop); }, [&] { return mechanisms; }, &*audit,
                              [&] { return *proxy ? proxy::prometheusText((*proxy)->stats()) : std::string(); },
-                             toRecord(os::UserInfo{}, "", "", config.accountDefaults), config.panelHost});
+                             toRecord(os::UserInfo{}, "", "", config.accountDefaults), config.panelHost, &history});
   instanceChanged = [&api](const std::string& name, const std::string& account) { api.instanceChanged(name, account); };
   api::Alerts alerts(io, **db, api.events());
   alertRaised = [&alerts](const std::string& name, const std::string& account, std::string_view kind,

@@ -140,6 +140,16 @@ class PanelApiTest(DaemonTestCase):
                         break
         asyncio.run(run())
 
+    def test_history_answers_for_the_sparklines(self):
+        # Samples come every 30 s; here only the shape and the access check.
+        self.d.cli("create", "hist", "--command", self.d.server_program(), "--no-start")
+        status, body = self.d.api("GET", "/api/v1/instances/hist/history")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["interval_s"], 30)
+        self.assertIsInstance(body["cpu_percent"], list)
+        self.assertEqual(len(body["cpu_percent"]), len(body["rss_bytes"]))
+        self.assertEqual(self.d.api("GET", "/api/v1/instances/nope/history")[0], 404)
+
     def test_events_from_another_origin_are_refused(self):
         cookie, _ = self.sign_in()
 
