@@ -222,6 +222,9 @@ TEST_F(ProxyOffload, UpstreamHalfCloseWithDataInFlightKeepsTheOtherDirection) {
   start(backend.port());
   Raw c;
   ASSERT_TRUE(open(c, false));
+  // The client may see the 101 before the proxy's loop has handed the tunnel
+  // to the kernel (under load); the 8 MiB must be in flight after the handoff.
+  ASSERT_TRUE(eventually([&] { return proxy->stats().tunnelsOffloaded == 1; }));
   ASSERT_TRUE(c.writeAll("go"));
   bool eof = false;
   const std::string got = c.readUntilEof(&eof);
