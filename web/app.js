@@ -1,7 +1,7 @@
 // hostvisor's control panel: sign in with a token (a cookie session, the
 // token itself never kept), the instances as a live table (a WebSocket of
 // events, never polling), create / start / stop / restart / delete, and the
-// selected instance's output as it is written.
+// selected instance's output as it is written; for the admin, Accounts and Doctor.
 //
 // The daemon serves this file under a strict CSP: no eval, no inline style,
 // no markup built from strings (every text goes in through textContent).
@@ -158,7 +158,13 @@ function signedIn(answer) {
   connectEvents();
   clearInterval(uptimeTimer);
   uptimeTimer = setInterval(tickUptime, 1000);
-  $('create-open').focus();
+  for (const b of viewButtons()) b.hidden = b.dataset.view !== 'instances' && !session.admin;
+  accounts.list = null;
+  const view = session.admin && VIEWS.includes(location.hash.slice(1)) ? location.hash.slice(1) : 'instances';
+  if (session.admin && view !== 'accounts') loadAccounts();   // the count in the totals
+  showView(view, false);
+  renderTotals();
+  if (currentView === 'instances') $('create-open').focus();
 }
 
 async function onSignIn(ev) {
@@ -202,6 +208,7 @@ function endSession(message) {
   $('flash').hidden = true;
   if ($('create-dialog').open) $('create-dialog').close();
   resetLogsPanel();
+  resetAdmin();
   showSignIn(message);
 }
 
@@ -273,6 +280,7 @@ function renderEmpty() {
   const empty = $('empty');
   empty.textContent = snapshotSeen ? 'No instances yet.' : 'Loading…';
   empty.hidden = instances.size > 0;
+  scheduleTotals();
 }
 
 function createRow(name) {
@@ -322,6 +330,7 @@ function upsert(inst, bulk = false) {
     }
     if (inst.name === selected) entry.row.classList.add('selected');
   }
+  if (entry.data?.state !== inst.state || entry.data?.account !== inst.account) scheduleTotals();
   entry.data = inst;
   const c = entry.cells;
 
@@ -405,7 +414,7 @@ async function act(name, action) {
   }
 }
 
-async function copyText(text, button) {
+async function copyText(text, button, what = `the route is ${text}`) {
   try {
     await navigator.clipboard.writeText(text);
   } catch {
@@ -416,7 +425,7 @@ async function copyText(text, button) {
     area.select();
     const ok = document.execCommand('copy');
     area.remove();
-    if (!ok) return flash(`Copy did not work; the route is ${text}`);
+    if (!ok) return flash(`Copy did not work; ${what}`);
   }
   button.textContent = 'Copied';
   setTimeout(() => { button.textContent = 'Copy'; }, 1500);
@@ -882,6 +891,36 @@ function selectInstance(name) {
   logs.ended = false;
   logs.view.reset();
   openLogs(name);
+  loadHistory(name);
+}
+
+// Sparklines of the selected instance: CPU (% of a core) and memory over the
+// last 15 minutes (GET …/history: a sample every 30 s), refreshed with it.
+let historyTimer = null;
+const SVG = 'http://www.w3.org/2000/svg';
+function sparkline(values, cls) {
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('viewBox', '0 0 60 16');
+  svg.setAttribute('class', 'sparkline ' + cls);
+  const max = Math.max(1e-9, ...values);
+  const step = values.length > 1 ? 60 / (values.length - 1) : 0;
+  const line = document.createElementNS(SVG, 'polyline');
+  line.setAttribute('points', values.map((v, i) => `${(i * step).toFixed(1)},${(15 - (v / max) * 14).toFixed(1)}`).join(' '));
+  svg.append(line);
+  return svg;
+}
+async function loadHistory(name) {
+  clearTimeout(historyTimer);
+  const spark = $('spark');
+  let h;
+  try { h = await call('GET', `/instances/${encodeURIComponent(name)}/history`); } catch { spark.hidden = true; return; }
+  if (selected !== name) return;
+  historyTimer = setTimeout(() => { if (selected === name) loadHistory(name); }, (h.interval_s || 30) * 1000);
+  if (!h.cpu_percent || h.cpu_percent.length < 2) { spark.hidden = true; return; }
+  const cpu = h.cpu_percent, rss = h.rss_bytes;
+  spark.replaceChildren('CPU ', sparkline(cpu, 'cpu'), ` ${cpu[cpu.length - 1].toFixed(1)} %  mem `,
+    sparkline(rss, 'mem'), ` ${(rss[rss.length - 1] / 1048576).toFixed(1)} MiB`);
+  spark.hidden = false;
 }
 
 // Follows NAME's log: the last 200 lines, then everything written. A
@@ -927,6 +966,360 @@ function onPauseToggle() {
   if (!paused) $('log-view').scrollTop = $('log-view').scrollHeight;
 }
 
+// ---- views and totals ---------------------------------------------------------------
+
+// One view at a time, the others `hidden`: no two visible controls share a name.
+const VIEWS = ['instances', 'accounts', 'doctor'];
+let currentView = 'instances';
+let totalsTimer = 0;
+
+function viewButtons() { return $('views').querySelectorAll('button[data-view]'); }
+
+// A label names its field only while its form can be used: lookups by label
+// (getByLabel) count hidden fields too, and Name, Domains… are in two forms.
+function tieLabels(form, on) {
+  for (const l of $(form).querySelectorAll('label')) {
+    if (on && l.dataset.for) l.htmlFor = l.dataset.for;
+    else if (!on && l.htmlFor) { l.dataset.for = l.htmlFor; l.removeAttribute('for'); }
+  }
+}
+
+function showView(view, focus = true) {
+  if (view !== 'instances' && !session?.admin) view = 'instances';
+  currentView = view;
+  for (const v of VIEWS) $(`view-${v}`).hidden = v !== view;
+  tieLabels('create-form', view === 'instances');
+  for (const b of viewButtons()) {
+    if (b.dataset.view === view) b.setAttribute('aria-current', 'page');
+    else b.removeAttribute('aria-current');
+  }
+  if (view !== 'accounts') {
+    hideToken();
+    for (const id of ['account-dialog', 'edit-dialog']) if ($(id).open) $(id).close();
+  }
+  history.replaceState(null, '', view === 'instances' ? location.pathname : `#${view}`);
+  if (view === 'accounts') loadAccounts();
+  else if (view === 'doctor') loadDoctor();
+  if (focus) document.querySelector(`#views [data-view="${view}"]`)?.focus();
+}
+
+// A burst of events: the totals are counted once.
+function scheduleTotals() {
+  if (!totalsTimer) totalsTimer = setTimeout(renderTotals, 100);
+}
+
+// "3 instances: 2 running, 1 stopped · 2 accounts"; and each account row's
+// instance count, live from the events (the admin's stream has them all).
+function renderTotals() {
+  clearTimeout(totalsTimer);
+  totalsTimer = 0;
+  if (!session) return setText($('totals'), '');
+  const byState = new Map();
+  const byAccount = new Map();
+  for (const { data } of instances.values()) {
+    byState.set(data.state, (byState.get(data.state) || 0) + 1);
+    byAccount.set(data.account, (byAccount.get(data.account) || 0) + 1);
+  }
+  const count = (n, what) => `${n} ${what}${n === 1 ? '' : 's'}`;
+  let text = !snapshotSeen ? 'Instances: loading…' : count(instances.size, 'instance') +
+    (instances.size ? `: ${[...byState].sort((a, b) => b[1] - a[1]).map(([st, n]) => `${n} ${st}`).join(', ')}` : '');
+  if (session.admin && accounts.list) text += ` · ${count(accounts.list.size, 'account')}`;
+  setText($('totals'), text);
+  if (!snapshotSeen || !accounts.list) return;
+  for (const [name, entry] of accounts.list) setText(entry.cells.instances, String(byAccount.get(name) || 0));
+}
+
+// ---- accounts (admin) ---------------------------------------------------------------
+
+const accounts = { list: null, seq: 0, editing: null };
+const ACCOUNT_FIELDS = ['name', 'user', 'domains', 'max_instances', 'max_memory'];
+const EDIT_FIELDS = ['domains', 'webhook', 'max_instances', 'max_memory', 'max_cpu', 'max_procs'];
+
+// GET PATH for a view (its `empty` line says Loading… or why it failed): the
+// answer, or undefined when it failed or a newer call overtook it.
+async function load(path, holder, what) {
+  const seq = ++holder.seq;
+  const empty = $(`${what}-empty`);
+  if (!$(`${what === 'doctor' ? 'doctor' : 'account'}-rows`).children.length) {
+    empty.textContent = 'Loading…';
+    empty.hidden = false;
+  }
+  try {
+    const answer = await call('GET', path);
+    if (seq === holder.seq && session) return answer || {};
+  } catch (e) {
+    if (seq !== holder.seq || e.status === 401) return;
+    empty.textContent = `No answer: ${e.message}`;
+    empty.hidden = false;
+  }
+}
+
+async function loadAccounts() {
+  const list = await load('/accounts', accounts, 'accounts');
+  if (!list) return;
+  accounts.list = new Map();
+  for (const acc of Array.isArray(list) ? list : []) accounts.list.set(acc.name, accountRow(acc));
+  sortAccounts();
+}
+
+function sortAccounts() {
+  const names = [...accounts.list.keys()].sort();
+  $('account-rows').replaceChildren(...names.map((n) => accounts.list.get(n).row));
+  $('accounts-empty').textContent = 'No accounts.';
+  $('accounts-empty').hidden = accounts.list.size > 0;
+  renderTotals();
+}
+
+function fmtQuota(n, fmt = String) { return n ? fmt(n) : 'unlimited'; }
+
+function accountRow(acc) {
+  const cells = { instances: h('td', { className: 'num' }, String(acc.instances ?? 0)) };
+  const domains = acc.domains || [];
+  const row = h('tr', {},
+    h('th', { scope: 'row' }, acc.name),
+    h('td', { className: 'nw', title: `uid ${acc.uid}, gid ${acc.gid}` }, acc.user || ''),
+    h('td', { className: 'nw' }, h('code', {}, acc.home || '')),
+    cells.instances,
+    h('td', { className: 'quotas' },
+      h('span', {}, `instances ${fmtQuota(acc.max_instances)}`),
+      h('span', {}, `memory ${fmtQuota(acc.max_memory, fmtBytes)}`),
+      h('span', {}, `CPU ${fmtQuota(acc.max_cpu, (n) => `${n}%`)}`),
+      h('span', {}, `procs ${fmtQuota(acc.max_procs)}`)),
+    h('td', { className: 'domains' }, domains.length ? domains.join(', ') : '—'),
+    h('td', { className: 'webhook' }, acc.webhook ? h('code', {}, acc.webhook) : '—'),
+    h('td', { className: 'actions' },
+      h('button', { type: 'button', 'data-action': 'edit' }, 'Edit'),
+      h('button', { type: 'button', 'data-action': 'token' }, 'New token'),
+      h('button', { type: 'button', className: 'danger', 'data-action': 'delete' }, 'Delete')));
+  row.dataset.name = acc.name;
+  return { data: acc, row, cells };
+}
+
+// An answer's account: its row replaced or added.
+function putAccount(acc) {
+  if (!accounts.list) accounts.list = new Map();
+  const old = accounts.list.get(acc.name);
+  const entry = accountRow(acc);
+  accounts.list.set(acc.name, entry);
+  if (old) { old.row.replaceWith(entry.row); renderTotals(); } else sortAccounts();
+}
+
+// The token, once: in the notice until dismissed, never anywhere else.
+function showToken(name, token) {
+  $('token-account').textContent = name;
+  $('account-token').textContent = token;
+  $('token-copy').textContent = 'Copy';
+  $('token-notice').hidden = false;
+  $('token-copy').focus();
+}
+
+function hideToken() {
+  $('account-token').textContent = '';
+  $('token-notice').hidden = true;
+}
+
+function splitDomains(text) { return text.split(/[\s,]+/).filter(Boolean); }
+
+// A quota as typed: a whole number as a number, else as written (the daemon says why not).
+function quota(text) {
+  const t = text.trim();
+  return /^\d+$/.test(t) ? Number(t) : t;
+}
+
+// An error beside the field it names (prefix a- or e-), else on top.
+function formError(prefix, fields, message) {
+  const m = /\b(max_\w+|webhook|domains?|user|size|account name|name)\b/i.exec(message);
+  const word = m && m[1].toLowerCase();
+  const field = word && ({ domain: 'domains', size: 'max_memory', 'account name': 'name' }[word] || word);
+  if (!fields.includes(field)) { $(`${prefix}-error`).textContent = message; return; }
+  $(`${prefix}-${field}-error`).textContent = message;
+  $(`${prefix}-${field}`).setAttribute('aria-invalid', 'true');
+  $(`${prefix}-${field}`).focus();
+}
+
+function clearFormErrors(prefix, fields) {
+  $(`${prefix}-error`).textContent = '';
+  for (const f of fields) {
+    $(`${prefix}-${f}-error`).textContent = '';
+    $(`${prefix}-${f}`).removeAttribute('aria-invalid');
+  }
+}
+
+function openAddAccount() {
+  clearFormErrors('a', ACCOUNT_FIELDS);
+  tieLabels('account-form', true);
+  $('account-dialog').showModal();
+  $('account-open').hidden = true;   // "Add an account" stays a single name
+  $('a-name').focus();
+}
+
+async function onAddAccount(ev) {
+  ev.preventDefault();
+  clearFormErrors('a', ACCOUNT_FIELDS);
+  const body = { name: $('a-name').value.trim(), user: $('a-user').value.trim() };
+  if (!body.name) return formError('a', ACCOUNT_FIELDS, 'Enter the account\'s name.');
+  if (!body.user) return formError('a', ACCOUNT_FIELDS, 'Enter its Unix user.');
+  const domains = splitDomains($('a-domains').value);
+  if (domains.length) body.domains = domains;
+  for (const f of ['max_instances', 'max_memory']) {
+    const v = quota($(`a-${f}`).value);
+    if (v !== '') body[f] = v;
+  }
+  const submit = $('account-submit');
+  submit.disabled = true;
+  try {
+    const answer = await call('POST', '/accounts', body);
+    $('account-dialog').close();
+    $('account-form').reset();
+    putAccount(answer.account);
+    showToken(answer.account.name, answer.token);
+  } catch (e) {
+    if (e.status !== 401) formError('a', ACCOUNT_FIELDS, e.message);
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+// Max memory as set: 4G, not 4294967296.
+function fmtSize(n) {
+  if (!n) return '0';
+  for (const [unit, size] of [['T', 2 ** 40], ['G', 2 ** 30], ['M', 2 ** 20], ['K', 2 ** 10]])
+    if (n % size === 0) return `${n / size}${unit}`;
+  return String(n);
+}
+
+function editValues(acc) {
+  return {
+    domains: (acc.domains || []).join(', '), webhook: acc.webhook || '',
+    max_instances: String(acc.max_instances ?? ''), max_memory: fmtSize(acc.max_memory),
+    max_cpu: String(acc.max_cpu ?? ''), max_procs: String(acc.max_procs ?? ''),
+  };
+}
+
+function openEdit(name) {
+  const acc = accounts.list?.get(name)?.data;
+  if (!acc) return;
+  accounts.editing = name;
+  clearFormErrors('e', EDIT_FIELDS);
+  $('edit-name').textContent = name;
+  const values = editValues(acc);
+  for (const f of EDIT_FIELDS) $(`e-${f}`).value = values[f];
+  tieLabels('edit-form', true);
+  $('edit-dialog').showModal();
+  $('e-domains').focus();
+}
+
+function onEditClosed() {
+  tieLabels('edit-form', false);
+  const name = accounts.editing;
+  accounts.editing = null;
+  accounts.list?.get(name)?.row.querySelector('[data-action="edit"]')?.focus();
+}
+
+// Sends only what changed.
+async function onEditAccount(ev) {
+  ev.preventDefault();
+  const name = accounts.editing;
+  const acc = accounts.list?.get(name)?.data;
+  if (!acc) return $('edit-dialog').close();
+  clearFormErrors('e', EDIT_FIELDS);
+  const before = editValues(acc);
+  const body = {};
+  for (const f of EDIT_FIELDS) {
+    const text = $(`e-${f}`).value.trim();
+    if (text === before[f]) continue;
+    if (f === 'domains') body.domains = splitDomains(text);
+    else if (f === 'webhook') body.webhook = text;
+    else if (text === '') return formError('e', EDIT_FIELDS, `${f}: write a number (0: unlimited).`);
+    else body[f] = quota(text);
+  }
+  if (!Object.keys(body).length) return $('edit-dialog').close();
+  const submit = $('edit-submit');
+  submit.disabled = true;
+  try {
+    const answer = await call('PATCH', `/accounts/${encodeURIComponent(name)}`, body);
+    putAccount(answer);
+    $('edit-dialog').close();
+    setText($('accounts-status'), `Saved ${name}.`);
+  } catch (e) {
+    if (e.status !== 401) formError('e', EDIT_FIELDS, e.message);
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+async function newToken(name) {
+  if (!window.confirm(`Make a new token for "${name}"? The old one stops working at once.`)) return;
+  try {
+    const answer = await call('POST', `/accounts/${encodeURIComponent(name)}/token`);
+    showToken(answer.name || name, answer.token);
+  } catch (e) {
+    if (e.status !== 401) flash(`New token for ${name}: ${e.message}`);
+  }
+}
+
+async function deleteAccount(name) {
+  if (!window.confirm(`Delete the account "${name}"? Its Unix user and home stay.`)) return;
+  const entry = accounts.list?.get(name);
+  entry?.row.classList.add('busy');
+  try {
+    await call('DELETE', `/accounts/${encodeURIComponent(name)}`);
+    entry?.row.remove();
+    accounts.list?.delete(name);
+    if ($('token-account').textContent === name) hideToken();
+    sortAccounts();
+    setText($('accounts-status'), `Deleted ${name}.`);
+  } catch (e) {
+    // 409: it still has instances (the daemon says how many).
+    if (e.status !== 401) flash(`Delete ${name}: ${e.message}`);
+  } finally {
+    entry?.row.classList.remove('busy');
+  }
+}
+
+function onAccountClick(ev) {
+  const button = ev.target.closest('button[data-action]');
+  const name = button?.closest('tr')?.dataset.name;
+  if (!name) return;
+  setText($('accounts-status'), '');
+  ({ edit: openEdit, token: newToken, delete: deleteAccount })[button.dataset.action]?.(name);
+}
+
+// ---- doctor (admin) -------------------------------------------------------------------
+
+const doctor = { seq: 0 };
+
+async function loadDoctor() {
+  const answer = await load('/doctor', doctor, 'doctor');
+  if (!answer) return;
+  const list = answer.mechanisms || [];
+  const empty = $('doctor-empty');
+  $('doctor-rows').replaceChildren(...list.map((m) => h('tr', { className: m.enforced ? '' : 'degraded' },
+    h('th', { scope: 'row' }, m.name),
+    h('td', {}, h('span', { className: `badge ${m.enforced ? 'ok' : 'bad'}` }, m.enforced ? 'ENFORCED' : 'DEGRADED')),
+    h('td', { className: 'detail' }, m.detail || ''))));
+  const ok = list.filter((m) => m.enforced).length;
+  setText($('doctor-summary'), `${ok} of ${list.length} enforced`);
+  empty.textContent = 'No mechanisms reported.';
+  empty.hidden = list.length > 0;
+}
+
+// Signed out: nothing of the admin's views stays.
+function resetAdmin() {
+  accounts.seq++;
+  doctor.seq++;
+  accounts.list = null;
+  hideToken();
+  for (const id of ['account-dialog', 'edit-dialog']) if ($(id).open) $(id).close();
+  $('account-rows').replaceChildren();
+  $('doctor-rows').replaceChildren();
+  setText($('doctor-summary'), '');
+  setText($('accounts-status'), '');
+  showView('instances', false);
+  for (const b of viewButtons()) b.hidden = b.dataset.view !== 'instances';
+  renderTotals();
+}
+
 // ---- start ----------------------------------------------------------------------------
 
 async function boot() {
@@ -947,6 +1340,28 @@ async function boot() {
   $('logs-pause').addEventListener('click', onPauseToggle);
   $('logs-clear').addEventListener('click', () => { logs.view.reset(); });
   document.addEventListener('visibilitychange', tickUptime);
+  $('views').addEventListener('click', (ev) => {
+    const b = ev.target.closest('button[data-view]');
+    if (b) showView(b.dataset.view);
+  });
+  $('account-open').addEventListener('click', openAddAccount);
+  $('account-cancel').addEventListener('click', () => $('account-dialog').close());
+  tieLabels('account-form', false);
+  tieLabels('edit-form', false);
+  $('account-dialog').addEventListener('close', () => {
+    tieLabels('account-form', false);
+    $('account-open').hidden = false;
+    if (session) $('account-open').focus();
+  });
+  $('account-form').addEventListener('submit', onAddAccount);
+  $('edit-cancel').addEventListener('click', () => $('edit-dialog').close());
+  $('edit-dialog').addEventListener('close', onEditClosed);
+  $('edit-form').addEventListener('submit', onEditAccount);
+  $('account-rows').addEventListener('click', onAccountClick);
+  $('token-copy').addEventListener('click', () =>
+    copyText($('account-token').textContent, $('token-copy'), 'select the token and copy it by hand.'));
+  $('token-close').addEventListener('click', hideToken);
+  $('doctor-refresh').addEventListener('click', loadDoctor);
 
   // A valid session cookie (a reload, a new tab) signs in without the token.
   try {

@@ -89,12 +89,7 @@ class EventStream : public EventSink, public std::enable_shared_from_this<EventS
       : ws_(std::move(stream)), hub_(std::move(hub)), caller_(std::move(caller)), slot_(std::move(slot)) {}
 
   void run(const Request& req) {
-    beast::get_lowest_layer(ws_).expires_never();
-    auto timeout = websocket::stream_base::timeout::suggested(beast::role_type::server);
-    timeout.idle_timeout = kFollowIdleTimeout;  // pinged at half of it; no answer: closed
-    timeout.keep_alive_pings = true;
-    ws_.set_option(timeout);
-    ws_.read_message_max(kFollowClientFrameBytes);
+    applyFollowLimits(ws_);
     ws_.text(true);
     ws_.async_accept(req, [self = this->shared_from_this()](error_code ec) { self->onAccept(ec); });
   }

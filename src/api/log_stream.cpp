@@ -33,12 +33,7 @@ class LogStream : public std::enable_shared_from_this<LogStream<Protocol>> {
       : ws_(std::move(stream)), target_(std::move(target)), inotify_(ws_.get_executor()) {}
 
   void run(const Request& req) {
-    beast::get_lowest_layer(ws_).expires_never();
-    auto timeout = websocket::stream_base::timeout::suggested(beast::role_type::server);
-    timeout.idle_timeout = kFollowIdleTimeout;  // pinged at half of it; no answer: closed
-    timeout.keep_alive_pings = true;
-    ws_.set_option(timeout);
-    ws_.read_message_max(kFollowClientFrameBytes);
+    applyFollowLimits(ws_);
     ws_.binary(true);
     ws_.async_accept(req, beast::bind_front_handler(&LogStream::onAccept, this->shared_from_this()));
   }

@@ -18,6 +18,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core/basic_stream.hpp>
+#include <boost/beast/core/stream_traits.hpp>
+#include <boost/beast/websocket/stream_base.hpp>
 
 #include <chrono>
 #include <memory>
@@ -43,6 +45,17 @@ struct LogFollowTarget {
 // are small, and a client that stops answering pings is dropped.
 constexpr size_t kFollowClientFrameBytes = 4096;
 constexpr std::chrono::seconds kFollowIdleTimeout{60};
+
+// Those limits on a server-side WebSocket stream (log follows, events).
+template <class WebSocket>
+void applyFollowLimits(WebSocket& ws) {
+  boost::beast::get_lowest_layer(ws).expires_never();
+  auto timeout = boost::beast::websocket::stream_base::timeout::suggested(boost::beast::role_type::server);
+  timeout.idle_timeout = kFollowIdleTimeout;  // pinged at half of it; no answer: closed
+  timeout.keep_alive_pings = true;
+  ws.set_option(timeout);
+  ws.read_message_max(kFollowClientFrameBytes);
+}
 
 void startLogStream(boost::beast::basic_stream<boost::asio::ip::tcp>&& stream, const Request& req,
                     LogFollowTarget target);

@@ -9,16 +9,18 @@
 // notice is read (and copied with Copy) and signs in, in a new browser context,
 // as a non-admin: no Accounts view, an empty instance list, 403 on the accounts
 // API. Back as the admin: Edit refuses an ftp:// webhook beside the form and
-// saves http://127.0.0.1:9/hook, which the row then shows; New token
-// (confirmed) shows another token and the first stops working; Doctor lists
-// "syscall filter" with its badge; Delete is refused (409) while the account
-// has an instance (its row counts it, live from the events), and with the
-// instance gone Delete (confirmed) removes the row. Along the way: the totals
-// line counts instances and accounts, a view's labels never collide with
-// another's (one "Name" on the Instances view), no page errors, no CSP
-// violations. Screenshots: e2e-admin-*.png in HV_E2E_ARTIFACTS.
+// saves http://127.0.0.1:9/hook, which the row then shows; at a phone's width
+// only the table scrolls; New token (confirmed) shows another token and the
+// first stops working; Doctor lists "syscall filter" with its badge (and stays
+// shown across a reload: the view is in the URL); Delete is refused (409) while
+// the account has an instance (its row counts it, live from the events), and
+// with the instance gone Delete (confirmed) removes the row. Along the way: the
+// totals line counts instances and accounts, a view's labels never collide
+// with another's (one "Name" on the Instances view), no page errors, no CSP
+// violations. Screenshots: e2e-admin-*.png in HV_E2E_ARTIFACTS; on a failure,
+// e2e-admin-failure.png and the daemon's stderr.
 //
-// Run (as root): ./setup.sh && HOSTVISOR_BIN=build/hostvisor node --test admin.spec.js
+// Run (as root): ./setup.sh && HOSTVISOR_BIN=$PWD/../../build/hostvisor node --test admin.spec.js
 // Env: as panel.spec.js (support.js), HOSTVISOR_WEB_DIR included.
 'use strict';
 
@@ -240,6 +242,8 @@ async function scenario(problems, seen) {
   await seccomp.waitFor();
   assert.match(await seccomp.textContent(), /ENFORCED|DEGRADED/);
   await support.screenshot(page, 'e2e-admin-doctor.png');
+  await page.reload();   // the view is in the URL (#doctor)
+  await seccomp.waitFor();
 
   // 8. Delete is refused while the account has an instance (its row counts it,
   // from the events); once the instance is gone, Delete (confirmed) works.
