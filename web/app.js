@@ -332,6 +332,7 @@ function upsert(inst, bulk = false) {
   }
   if (entry.data?.state !== inst.state || entry.data?.account !== inst.account) scheduleTotals();
   entry.data = inst;
+  if (inst.name === selected) renderFacts(inst);
   const c = entry.cells;
 
   const state = STATES.has(inst.state) ? inst.state : 'unknown';
@@ -892,6 +893,26 @@ function selectInstance(name) {
   logs.view.reset();
   openLogs(name);
   loadHistory(name);
+  renderFacts(instances.get(name)?.data);
+}
+
+// The selected instance's facts: restarts, last exit and why, what its
+// network policy refused, and its last output when it exited or gave up.
+function renderFacts(inst) {
+  const facts = $('facts'), last = $('last-output');
+  if (!inst) { facts.hidden = last.hidden = true; return; }
+  const b = inst.blocked || {};
+  const exit = inst.exit_signal ? `signal ${inst.exit_signal}` : inst.exit_code != null ? `code ${inst.exit_code}` : '—';
+  const rows = [['Restarts', String(inst.restarts ?? 0)], ['Last exit', exit], ['Reason', inst.reason || '—'],
+    ['Blocked', `bind ${b.bind ?? 0} · connect ${b.connect ?? 0} · send ${b.sendmsg ?? 0} · ingress ${b.ingress ?? 0}`]];
+  facts.replaceChildren(...rows.flatMap(([k, v]) => {
+    const dt = document.createElement('dt'); dt.textContent = k;
+    const dd = document.createElement('dd'); dd.textContent = v;
+    return [dt, dd];
+  }));
+  facts.hidden = false;
+  last.textContent = inst.last_output || '';
+  last.hidden = !inst.last_output || !['exited', 'fatal', 'backoff'].includes(inst.state);
 }
 
 // Sparklines of the selected instance: CPU (% of a core) and memory over the

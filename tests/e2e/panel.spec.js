@@ -194,6 +194,11 @@ async function scenario(problems, seen) {
   assert.equal(navigations, 0, 'the page navigated');
   assert.equal(await page.evaluate(() => window.hvNoReload), true, 'the page was reloaded');
   await logs.getByText(/chat: SIGTERM/).first().waitFor();   // the log follow stays open
+  // The selected instance's details follow too: why it stopped, and what its
+  // network policy refused.
+  const details = logs.getByRole('definition').filter({ hasText: 'stopped by request' });
+  await details.waitFor();
+  await logs.getByText(/^bind \d+ · connect \d+/).waitFor();
   await page.emulateMedia({ colorScheme: 'dark' });
   await support.screenshot(page, 'e2e-panel-stopped-dark.png');
   await page.emulateMedia({ colorScheme: 'light' });
