@@ -894,6 +894,64 @@ function selectInstance(name) {
   openLogs(name);
   loadHistory(name);
   renderFacts(instances.get(name)?.data);
+  $('settings-open').hidden = false;
+}
+
+// ---- an instance's settings: route, access rules, environment ------------------
+
+const envText = (env) => Object.entries(env || {}).map(([k, v]) => `${k}=${v}`).join('\n');
+const nonEmptyLines = (text) => text.split('\n').map((l) => l.trim()).filter(Boolean);
+
+function openSettings() {
+  const inst = instances.get(selected)?.data;
+  if (!inst) return;
+  $('settings-name').textContent = inst.name;
+  $('s-error').textContent = '';
+  $('s-route').value = inst.route || '';
+  $('s-access').value = (inst.access || []).join('\n');
+  $('s-env').value = envText(inst.env);
+  tieLabels('create-form', false);  // "Route" is in both forms
+  tieLabels('settings-form', true);
+  $('settings-dialog').showModal();
+  $('s-route').focus();
+}
+
+function onSettingsClosed() {
+  tieLabels('settings-form', false);
+  tieLabels('create-form', currentView === 'instances');
+  $('settings-open').focus();
+}
+
+// Sends only what changed (PATCH): the daemon validates and says what is wrong.
+async function onSaveSettings(ev) {
+  ev.preventDefault();
+  const inst = instances.get(selected)?.data;
+  if (!inst) return $('settings-dialog').close();
+  const body = {};
+  const route = $('s-route').value.trim();
+  if (route !== (inst.route || '')) body.route = route;
+  const access = nonEmptyLines($('s-access').value);
+  if (access.join('\n') !== (inst.access || []).join('\n')) body.access = access;
+  const envLines = nonEmptyLines($('s-env').value);
+  if (envLines.join('\n') !== envText(inst.env)) {
+    const env = {};
+    for (const line of envLines) {
+      const eq = line.indexOf('=');
+      if (eq <= 0) { $('s-error').textContent = `environment line "${line}": write KEY=VALUE`; return; }
+      env[line.slice(0, eq)] = line.slice(eq + 1);
+    }
+    body.env = env;
+  }
+  if (!Object.keys(body).length) return $('settings-dialog').close();
+  $('settings-submit').disabled = true;
+  try {
+    upsert(await call('PATCH', `/instances/${encodeURIComponent(inst.name)}`, body));
+    $('settings-dialog').close();
+  } catch (e) {
+    if (e.status !== 401) $('s-error').textContent = e.message;
+  } finally {
+    $('settings-submit').disabled = false;
+  }
 }
 
 // The selected instance's facts: restarts, last exit and why, what its
@@ -1377,6 +1435,10 @@ async function boot() {
   $('account-form').addEventListener('submit', onAddAccount);
   $('edit-cancel').addEventListener('click', () => $('edit-dialog').close());
   $('edit-dialog').addEventListener('close', onEditClosed);
+  $('settings-open').addEventListener('click', openSettings);
+  $('settings-form').addEventListener('submit', onSaveSettings);
+  $('settings-cancel').addEventListener('click', () => $('settings-dialog').close());
+  $('settings-dialog').addEventListener('close', onSettingsClosed);
   $('edit-form').addEventListener('submit', onEditAccount);
   $('account-rows').addEventListener('click', onAccountClick);
   $('token-copy').addEventListener('click', () =>

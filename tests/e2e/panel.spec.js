@@ -215,6 +215,21 @@ async function scenario(problems, seen) {
   assert.equal(await page.evaluate(() => window.hvNoReload), true, 'the page was reloaded');
   await support.screenshot(page, 'e2e-panel-restarted.png');
 
+  // 6b. Settings of the selected instance: an access rule set in the panel
+  // holds at the front proxy (403), and taking it away serves the chat again.
+  const proxyStatus = async () => (await support.httpRequest(`http://${info.proxy}/chat/`)).status;
+  async function saveAccess(rules) {
+    await page.getByRole('button', { name: 'Settings', exact: true }).click();
+    const dialog = page.getByRole('dialog', { name: /Settings of chat/ });
+    await dialog.getByLabel('Access rules', { exact: true }).fill(rules);
+    await dialog.getByRole('button', { name: 'Save', exact: true }).click();
+    await dialog.waitFor({ state: 'hidden' });
+  }
+  await saveAccess('deny all');
+  await waitUntil('the proxy refuses /chat/ (403)', async () => (await proxyStatus()) === 403);
+  await saveAccess('');
+  await waitUntil('the proxy serves /chat/ again', async () => (await proxyStatus()) === 200);
+
   // 7. Refusals: no CSRF header, then a foreign Origin (with a valid cookie
   // and CSRF token, from node); the instance is left running by both.
   const noCsrf = await page.evaluate(async () => (await fetch('/api/v1/instances/chat/stop',
