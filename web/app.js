@@ -223,6 +223,24 @@ function eventsLive() {
   return snapshotSeen && events.ws !== null && events.ws.readyState === WebSocket.OPEN;
 }
 
+// Changes are drawn once per frame, the newest of each instance only: 50
+// restarts a second are ~150 events, and each drawn on its own made the
+// browser lay the 1,000-row table out again and again.
+const pendingUpserts = new Map();
+let upsertFrame = 0;
+function queueUpsert(inst) {
+  pendingUpserts.set(inst.name, inst);
+  if (upsertFrame) return;
+  const flush = () => {
+    upsertFrame = 0;
+    const batch = [...pendingUpserts.values()];
+    pendingUpserts.clear();
+    for (const i of batch) upsert(i);
+  };
+  // A hidden tab gets no animation frames: a timer then, so nothing piles up.
+  upsertFrame = document.hidden ? setTimeout(flush, 250) : requestAnimationFrame(flush);
+}
+
 function connectEvents() {
   const ws = new WebSocket(wsUrl('/events'));
   events.ws = ws;
@@ -236,9 +254,9 @@ function connectEvents() {
     if (events.ws !== ws || typeof ev.data !== 'string') return;
     let msg;
     try { msg = JSON.parse(ev.data); } catch { return; }
-    if (msg.type === 'snapshot') applySnapshot(msg.instances || []);
-    else if (msg.type === 'instance' && msg.instance) upsert(msg.instance);
-    else if (msg.type === 'deleted') removeInstance(msg.name);
+    if (msg.type === 'snapshot') { pendingUpserts.clear(); applySnapshot(msg.instances || []); }
+    else if (msg.type === 'instance' && msg.instance) queueUpsert(msg.instance);
+    else if (msg.type === 'deleted') { pendingUpserts.delete(msg.name); removeInstance(msg.name); }
     else if (msg.type === 'alert' && msg.alert) showAlert(msg.alert);
   };
   ws.onclose = () => {
