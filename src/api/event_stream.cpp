@@ -5,6 +5,8 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
 
+#include <malloc.h>
+
 #include <deque>
 
 #include "api/instance_json.h"
@@ -81,6 +83,8 @@ void EventHub::flush() {
 
 namespace {
 
+constexpr size_t kTrimAfterBytes = 256 * 1024;
+
 template <class Protocol>
 class EventStream : public EventSink, public std::enable_shared_from_this<EventStream<Protocol>> {
  public:
@@ -127,7 +131,11 @@ class EventStream : public EventSink, public std::enable_shared_from_this<EventS
     writing_ = true;
     ws_.async_write(asio::buffer(*queue_.front()), [self = this->shared_from_this()](error_code ec, size_t) {
       self->writing_ = false;
+      // A snapshot of 1,000 instances is ~640 KB: give its pages back once
+      // sent, as the HTTP server does after large answers.
+      const bool large = self->queue_.front().use_count() == 1 && self->queue_.front()->size() >= kTrimAfterBytes;
       self->queue_.pop_front();
+      if (large) ::malloc_trim(0);
       if (ec) return self->shutdown();
       if (self->closed_) return self->doClose();
       self->doWrite();
