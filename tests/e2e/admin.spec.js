@@ -72,16 +72,7 @@ async function waitUntil(what, predicate, ms = STEP_MS) {
 }
 
 test('the admin adds, edits, rotates and deletes an account in the panel', { timeout: 150000, skip }, async () => {
-  const problems = [];   // page errors and CSP violations: none expected
-  const seen = { page: null };
-  try {
-    await scenario(problems, seen);
-  } catch (e) {
-    if (seen.page) await support.screenshot(seen.page, 'e2e-admin-failure.png').catch(() => {});
-    console.error(`--- daemon stderr ---\n${support.daemonStderr()}\n--- page problems ---\n${problems.join('\n')}`);
-    throw e;
-  }
-  assert.deepEqual(problems, [], 'page errors or CSP violations');
+  await support.runScenario('e2e-admin-failure.png', scenario);
 });
 
 // A new browser context (a person of its own) on the panel, watched for

@@ -43,16 +43,7 @@ async function waitUntil(what, predicate, ms = STEP_MS) {
 }
 
 test('the panel signs in, creates, stops, starts, follows and deletes an instance', { timeout: 150000 }, async () => {
-  const problems = [];   // page errors and CSP violations: none expected
-  const seen = { page: null };
-  try {
-    await scenario(problems, seen);
-  } catch (e) {
-    if (seen.page) await support.screenshot(seen.page, 'e2e-panel-failure.png').catch(() => {});
-    console.error(`--- daemon stderr ---\n${support.daemonStderr()}\n--- page problems ---\n${problems.join('\n')}`);
-    throw e;
-  }
-  assert.deepEqual(problems, [], 'page errors or CSP violations');
+  await support.runScenario('e2e-panel-failure.png', scenario);
 });
 
 async function scenario(problems, seen) {

@@ -299,7 +299,24 @@ async function chatExchange(browser, proxy) {
   return { ann, bob };
 }
 
+// Runs a browser scenario `run(problems, seen)`; on failure saves a screenshot
+// of `seen.page` as `failureShot` and prints the daemon's stderr and the page's
+// problems; at the end no page error or CSP violation may have been seen.
+async function runScenario(failureShot, run) {
+  const problems = [];   // page errors and CSP violations: none expected
+  const seen = { page: null };
+  try {
+    await run(problems, seen);
+  } catch (e) {
+    if (seen.page) await screenshot(seen.page, failureShot).catch(() => {});
+    console.error(`--- daemon stderr ---\n${daemonStderr()}\n--- page problems ---\n${problems.join('\n')}`);
+    throw e;
+  }
+  assert.deepEqual(problems, [], 'page errors or CSP violations');
+}
+
 module.exports = {
+  runScenario,
   ROOT, BIN, CHAT_BIN, CHROMIUM, ARTIFACTS, STEP_MS, state,
   cli, startDaemon, adminToken, copyChatBinary, startBrowser,
   cleanup, cleanupSync, checkPrerequisites, daemonStderr, screenshot,
