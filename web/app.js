@@ -403,6 +403,11 @@ function removeInstance(name) {
   entry.row.remove();
   instances.delete(name);
   renderEmpty();
+  scheduleTotals();
+  if (name === selected) {
+    renderFacts(null);   // its details are gone with it; its log says it ended
+    $('settings-open').hidden = true;
+  }
   if ($('notice-name').textContent === name) $('notice').hidden = true;
   // Its log follow ends by itself ("instance deleted"); one that dropped
   // before that waits for no reconnect.

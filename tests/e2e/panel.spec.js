@@ -245,6 +245,9 @@ async function scenario(problems, seen) {
   await row.getByRole('button', { name: 'Delete', exact: true }).click();
   await row.waitFor({ state: 'detached' });
   await logs.getByText('[the instance was deleted]').waitFor();
+  // The totals follow, and the deleted instance's details and Settings go.
+  await page.locator('#totals').getByText(/^0 instances/).waitFor();
+  await page.getByRole('button', { name: 'Settings', exact: true }).waitFor({ state: 'hidden' });
 
   // A phone's width: the table scrolls sideways, the page does not.
   await page.setViewportSize({ width: 390, height: 844 });
