@@ -20,7 +20,9 @@ TEST(Sessions, OpenFindExpireAndClose) {
   EXPECT_NE(store.find(id, t0 + 58min), nullptr) << "a request restarts the idle clock";
   EXPECT_EQ(store.find(id, t0 + 58min + SessionStore::kIdle), nullptr) << "idle too long";
   const std::string other = store.open(Caller{false, "bob", ""}, t0);
-  EXPECT_EQ(store.find(other.substr(0, 63) + "0", t0), nullptr);
+  std::string wrong = other;  // one hex digit off (flipped, so never the id itself)
+  wrong.back() = wrong.back() == '0' ? '1' : '0';
+  EXPECT_EQ(store.find(wrong, t0), nullptr);
   EXPECT_EQ(store.find("short", t0), nullptr);
   store.close(other);
   EXPECT_EQ(store.find(other, t0), nullptr);
